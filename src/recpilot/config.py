@@ -1,0 +1,213 @@
+"""Pydantic models for every user-set option, and YAML/TOML loading."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recpilot.errors import ConfigError
+
+DataFormat = Literal[
+    "movielens-100k",
+    "movielens-1m",
+    "movielens-latest",
+    "sequence-lines",
+    "csv",
+    "parquet",
+    "jsonl",
+    "synthetic",
+]
+
+
+class StrictModel(BaseModel):
+    """Base of every config: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# -- data -----------------------------------------------------------------------------------------
+class ColumnMapping(StrictModel):
+    """Which source column holds each field of the event schema (generic readers)."""
+
+    user_id: str = "user_id"
+    item_id: str = "item_id"
+    timestamp: str | None = Field(
+        "timestamp", description="None: use the row order as time (an ordinal clock)"
+    )
+    event_type: str | None = Field(None, description="None: every row gets `default_event_type`")
+    value: str | None = None
+    session_id: str | None = None
+    timestamp_unit: Literal["s", "ms", "us", "ns", "datetime"] = Field(
+        "s", description="unit of numeric timestamps, or 'datetime' for date/time strings"
+    )
+    timestamp_format: str | None = Field(
+        None, description="strftime format for datetime strings; None: ISO 8601"
+    )
+    default_event_type: str = "interaction"
+
+
+class DataConfig(StrictModel):
+    path: Path | None = None
+    format: DataFormat = "synthetic"
+    columns: ColumnMapping = Field(default_factory=ColumnMapping)
+    encoding: str = Field("utf-8", description="text encoding of the input files")
+    separator: str = ","
+    items_path: Path | None = Field(None, description="optional item side table (generic formats)")
+    users_path: Path | None = Field(None, description="optional user side table (generic formats)")
+
+
+class PreprocessConfig(StrictModel):
+    """Cleaning applied before vocabularies and splits (in this order)."""
+
+    event_types: list[str] | None = Field(None, description="keep only these event types")
+    min_rating: float | None = Field(
+        None, description="implicit feedback: keep events whose value >= this (rating threshold)"
+    )
+    deduplicate: Literal["none", "exact", "user_item"] = Field(
+        "exact",
+        description="exact: drop identical rows; user_item: keep each user's first event per item",
+    )
+    event_weights: dict[str, float] = Field(
+        default_factory=dict, description="weight per event type (default 1.0)"
+    )
+    min_user_events: int = Field(1, ge=1, description="drop users with fewer events (after k-core)")
+    k_core: int = Field(1, ge=1, description="iterate until every user and item has >= k events")
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> PreprocessConfig:
+        bad = {k: v for k, v in self.event_weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"event_weights must be >= 0, got {bad}")
+        return self
+
+
+class SplitConfig(StrictModel):
+    strategy: Literal["leave_one_out", "temporal"] = "leave_one_out"
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="temporal: share of events in test")
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=1, description="temporal: share of events in validation (before test)"
+    )
+
+
+# -- models ---------------------------------------------------------------------------------------
+class PopularityConfig(StrictModel):
+    name: Literal["popularity"] = "popularity"
+    weighted: bool = Field(False, description="count event weights instead of events")
+
+
+class ItemKNNConfig(StrictModel):
+    name: Literal["itemknn"] = "itemknn"
+    neighbours: int = Field(200, ge=1, description="similar items kept per item")
+    shrink: float = Field(0.0, ge=0, description="cosine shrinkage (Bell & Koren)")
+    weighted: bool = False
+
+
+class EASEConfig(StrictModel):
+    name: Literal["ease"] = "ease"
+    l2: float = Field(500.0, gt=0, description="L2 regularisation λ")
+    weighted: bool = False
+    max_items: int = Field(60_000, ge=1, description="refuse larger catalogues (dense I×I matrix)")
+
+
+class ALSConfig(StrictModel):
+    name: Literal["als"] = "als"
+    factors: int = Field(64, ge=1)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(10.0, gt=0, description="confidence = 1 + alpha * weight")
+    iterations: int = Field(15, ge=1)
+    weighted: bool = False
+    seed: int = 0
+
+
+ModelConfig = Annotated[
+    PopularityConfig | ItemKNNConfig | EASEConfig | ALSConfig,
+    Field(discriminator="name"),
+]
+
+
+# -- evaluation and experiments -------------------------------------------------------------------
+class EvaluationConfig(StrictModel):
+    ks: list[int] = Field(default_factory=lambda: [10, 20], min_length=1)
+    exclude_seen: bool = True
+    batch_size: int = Field(1024, ge=1, description="users scored per batch")
+    split: Literal["validation", "test"] = "test"
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ks_positive(self) -> EvaluationConfig:
+        if any(k < 1 for k in self.ks):
+            raise ValueError(f"ks must be positive, got {self.ks}")
+        self.__dict__["ks"] = sorted(set(self.ks))
+        return self
+
+
+class SimulatorConfig(StrictModel):
+    """The synthetic behaviour simulator (the embedded default data)."""
+
+    n_users: int = Field(2000, ge=1)
+    n_items: int = Field(1000, ge=2)
+    n_categories: int = Field(12, ge=1)
+    sessions_per_user: float = Field(4.0, gt=0, description="mean sessions per user")
+    session_length: float = Field(6.0, gt=0, description="mean views per session")
+    seed: int = 0
+
+
+class ExperimentConfig(StrictModel):
+    data: DataConfig = Field(default_factory=DataConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=PopularityConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    seed: int = 42
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML (.yaml/.yml) or TOML (.toml) file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            raw = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            raw = tomllib.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: expected a .yaml, .yml or .toml file")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be parsed: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> ExperimentConfig:
+    """Load an `ExperimentConfig` from a file (optional) with top-level section overrides.
+
+    Args:
+        path: a YAML or TOML file, or None for defaults.
+        overrides: sections (``model={...}``, ``data={...}``) merged over the file's values.
+    """
+    raw: dict[str, Any] = read_config_file(path) if path is not None else {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, str(path or "options"))) from exc

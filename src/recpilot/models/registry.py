@@ -1,0 +1,50 @@
+"""Model classes by config type (a discriminated union picks the config, this picks the class)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from recpilot.config import ModelConfig
+from recpilot.errors import ConfigError
+from recpilot.models.base import Recommender
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(ModelConfig)
+
+
+def model_classes() -> dict[str, type[Recommender]]:
+    """Every registered recommender by name."""
+    from recpilot.models.als import ALSRecommender
+    from recpilot.models.ease import EASERecommender
+    from recpilot.models.itemknn import ItemKNNRecommender
+    from recpilot.models.popularity import PopularityRecommender
+
+    classes: list[type[Recommender]] = [
+        PopularityRecommender,
+        ItemKNNRecommender,
+        EASERecommender,
+        ALSRecommender,
+    ]
+    return {cls.name: cls for cls in classes}
+
+
+def model_names() -> list[str]:
+    return list(model_classes())
+
+
+def model_from_config(config: BaseModel | dict[str, Any]) -> Recommender:
+    """Build an unfitted recommender from a config object or a dict with a ``name`` key."""
+    if isinstance(config, dict):
+        try:
+            config = _ADAPTER.validate_python(config)
+        except Exception as exc:
+            raise ConfigError(
+                f"invalid model config {config!r}; known models: {', '.join(model_names())}\n{exc}"
+            ) from exc
+    assert isinstance(config, BaseModel)
+    name = getattr(config, "name", None)
+    classes = model_classes()
+    if name not in classes:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(classes)}")
+    return classes[name](config)
