@@ -146,7 +146,10 @@ class EvaluationConfig(StrictModel):
 
 
 class SimulatorConfig(StrictModel):
-    """The synthetic behaviour simulator (the embedded default data)."""
+    """The synthetic behaviour simulator (the embedded default data).
+
+    See `recpilot.data.simulator` for the generative model these knobs parameterise.
+    """
 
     n_users: int = Field(2000, ge=1)
     n_items: int = Field(1000, ge=2)
@@ -154,6 +157,51 @@ class SimulatorConfig(StrictModel):
     sessions_per_user: float = Field(4.0, gt=0, description="mean sessions per user")
     session_length: float = Field(6.0, gt=0, description="mean views per session")
     seed: int = 0
+    latent_dim: int = Field(16, ge=2, description="dimension of user and item latent vectors")
+    item_spread: float = Field(
+        0.6, ge=0, description="spread of item vectors around their category centroid"
+    )
+    zipf_exponent: float = Field(
+        1.0, ge=0, description="power-law exponent of item popularity (view odds ~ rank^-s)"
+    )
+    taste_weight: float = Field(
+        2.0, ge=0, description="how strongly user-item affinity steers which items are viewed"
+    )
+    taste_concentration: float = Field(
+        2.5, ge=0, description="sd of initial category preference logits (higher: fewer favourites)"
+    )
+    taste_drift: float = Field(
+        0.3, ge=0, description="sd per session of the random walk of category preference logits"
+    )
+    n_successors: int = Field(3, ge=1, description="designated successor items per item (series)")
+    follow_probability: float = Field(
+        0.35, ge=0, le=1, description="chance that a view follows a successor of the last click"
+    )
+    click_bias: float = Field(-2.5, description="click logit intercept")
+    click_affinity: float = Field(1.5, description="click logit weight of user-item affinity")
+    click_successor: float = Field(
+        1.0, description="click logit bonus for a successor of the user's last clicked item"
+    )
+    click_quality_sd: float = Field(0.5, ge=0, description="sd of per-item click quality")
+    cart_bias: float = Field(-1.5, description="cart-given-click logit intercept")
+    cart_affinity: float = Field(0.8, description="cart-given-click logit weight of affinity")
+    cart_price: float = Field(
+        0.6, description="cart-given-click logit penalty per sd of log price (times sensitivity)"
+    )
+    purchase_bias: float = Field(0.2, description="purchase-given-cart logit intercept")
+    purchase_affinity: float = Field(0.5, description="purchase-given-cart weight of affinity")
+    purchase_price: float = Field(
+        0.8, description="purchase-given-cart penalty per sd of log price (times sensitivity)"
+    )
+    mean_session_gap_hours: float = Field(
+        36.0, gt=0, description="mean gap between a user's sessions"
+    )
+    mean_view_gap_seconds: float = Field(
+        45.0, gt=0, description="mean gap from the end of one view's funnel to the next view"
+    )
+    start_timestamp_ms: int = Field(
+        1_767_225_600_000, description="clock start, ms since the Unix epoch (2026-01-01 UTC)"
+    )
 
 
 class ExperimentConfig(StrictModel):

@@ -126,15 +126,15 @@ class Interactions:
             if "weight" in events.columns
             else np.ones(n, dtype=np.float32)
         )
-        u, i, ts, et, value, weight = (a[keep] for a in (u, i, ts, et, value, weight))
-        order = np.lexsort((ts, u))  # stable: ties keep log order
+        rows = np.flatnonzero(keep)
+        rows = rows[np.lexsort((ts[rows], u[rows]))]  # stable: ties keep log order
         return cls(
-            user_idx=u[order],
-            item_idx=i[order],
-            timestamp=ts[order],
-            event_type=et[order],
-            value=value[order],
-            weight=weight[order],
+            user_idx=u[rows],
+            item_idx=i[rows],
+            timestamp=ts[rows],
+            event_type=et[rows],
+            value=value[rows],
+            weight=weight[rows],
             users=users,
             items=items,
             event_types=tuple(event_types),
