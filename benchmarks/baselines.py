@@ -134,7 +134,7 @@ def render(results: list[dict[str, Any]], seconds: float) -> str:
         "Protocol: last event per user = test, second last = validation; hyper-parameters picked on "
         "validation NDCG@10 from the grid in the script, then the model is refitted on train + "
         "validation and the test split is read once. Metrics are means over test users with 95% "
-        "normal confidence half-widths. Ties take their mean rank. Times are this machine's wall "
+        "normal confidence half-widths. Tied scores count at their expected value over a random order. Times are this machine's wall "
         "clock; peak RSS is the whole process (data + model).",
         "",
     ]

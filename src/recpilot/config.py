@@ -38,7 +38,11 @@ class ColumnMapping(StrictModel):
     timestamp: str | None = Field(
         "timestamp", description="None: use the row order as time (an ordinal clock)"
     )
-    event_type: str | None = Field(None, description="None: every row gets `default_event_type`")
+    event_type: str | None = Field(
+        None,
+        description="None: a column literally named event_type is used if present, "
+        "otherwise every row gets `default_event_type`",
+    )
     value: str | None = None
     session_id: str | None = None
     timestamp_unit: Literal["s", "ms", "us", "ns", "datetime"] = Field(

@@ -892,3 +892,59 @@ def test_dataset_amazon_beauty() -> None:
     assert log.items is None
     lengths = log.events.group_by("user_id").len()["len"]
     assert (lengths.min(), lengths.max()) == (5, 204)
+
+
+# -- more edge cases ------------------------------------------------------------------------------
+def test_quoted_separator_and_detect_format_by_suffix(tmp_path: Path) -> None:
+    path = write(tmp_path, "e.csv", 'user_id,item_id,timestamp\n"a,b",1,2\n')
+    assert read_dataset(path).events["user_id"].to_list() == ["a,b"]  # format from the suffix
+    assert detect_format(path) == "csv"
+    assert detect_format(write(tmp_path, "e.jsonl", "{}\n")) == "jsonl"
+    assert detect_format(tmp_path / "e.jsonl") == "jsonl"
+    with pytest.raises(DataError, match="cannot tell the format"):
+        detect_format(write(tmp_path, "e.xlsx", "x"))
+
+
+def test_multi_character_separator_is_a_config_error(events_csv: Path) -> None:
+    with pytest.raises(ConfigError, match="one character"):
+        read_dataset(events_csv, "csv", separator="::")
+
+
+def test_side_table_blank_lines_and_canonical_key_name(tmp_path: Path) -> None:
+    events = write(tmp_path, "e.csv", "uid,sku,timestamp\n1,10,1\n")
+    items = write(tmp_path, "items.tsv", "item_id\ttitle\n10\tTen\n\n11\tEleven\n")
+    log = read_dataset(
+        events, "csv", columns={"user_id": "uid", "item_id": "sku"}, items_path=items
+    )
+    assert log.items is not None and log.items["item_id"].to_list() == [10, 11]
+    assert log.report.as_dict() == {"skipped blank lines in items.tsv": 1}
+
+
+def test_headerless_blank_lines_are_counted(tmp_path: Path) -> None:
+    folder = _ml100k(tmp_path, "1\t10\t4\t881250949\n\n2\t10\t3\t881250950\n")
+    log = read_dataset(folder, "movielens-100k")
+    assert log.events.height == 2
+    assert log.report.as_dict()["skipped blank lines in u.data"] == 1
+
+
+def test_movielens_ids_must_be_integers(tmp_path: Path) -> None:
+    folder = _ml100k(tmp_path / "a", "1\t10\t4\t881250949\nx2\t10\t3\t881250950\n")
+    with pytest.raises(DataError, match="'x2' is not an integer") as exc:
+        read_dataset(folder, "movielens-100k")
+    assert exc.value.row == 2
+
+    folder = _ml1m(tmp_path / "b")
+    write(folder, "movies.dat", "10::Ten::Drama\nten::Ten again::Drama\n")
+    with pytest.raises(DataError, match="movie id 'ten' is not an integer") as exc:
+        read_dataset(folder, "movielens-1m")
+    assert exc.value.row == 2 and exc.value.path == str(folder / "movies.dat")
+
+
+def test_parquet_categorical_ids_and_folder(tmp_path: Path) -> None:
+    pl.DataFrame(
+        {"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1.5, 2.0]},
+        schema_overrides={"user_id": pl.Categorical},
+    ).write_parquet(tmp_path / "events.parquet")
+    log = read_dataset(tmp_path, "parquet")
+    assert log.events["user_id"].dtype == pl.String
+    assert log.events["timestamp"].to_list() == [1500, 2000]

@@ -6,13 +6,17 @@ Entry points are `read_events` (a `DataConfig`) and `read_dataset` (a path, a fo
 Formats:
 
 - ``csv``, ``parquet``, ``jsonl``: generic logs; `ColumnMapping` names the source column of
-  each canonical field. The path is a file, or a folder that holds exactly one such file.
+  each canonical field. When ``event_type``, ``value`` or ``session_id`` is not mapped and
+  the file has a column of that very name, that column is used (a log's event types are not
+  dropped silently). The path is a file, or a folder that holds exactly one such file.
   ``items_path``/``users_path`` add side tables (``.csv``/``.tsv``, ``.parquet``,
-  ``.jsonl``/``.ndjson``), keyed by the columns the mapping names for item and user ids.
+  ``.jsonl``/``.ndjson``), keyed by the columns the mapping names for item and user ids (or
+  by ``item_id``/``user_id`` columns), renamed to ``item_id``/``user_id``.
 - ``movielens-100k`` (``u.data``, ``u.item``, ``u.user``), ``movielens-1m`` (``ratings.dat``,
   ``movies.dat``, ``users.dat``), ``movielens-latest`` (``ratings.csv``, ``movies.csv``,
   optional ``tags.csv`` and ``links.csv``): a folder (or any file inside it). Events are
-  ``rating`` events whose ``value`` is the rating. MovieLens files are read with their own
+  ``rating`` events whose ``value`` is the rating; ids must be integers. Item tables hold
+  ``genres`` as a list of strings (``tags`` too, for ``movielens-latest``). MovieLens files are read with their own
   fixed encodings (Latin-1 for the ``.dat`` and ``u.*`` files); ``encoding`` applies to the
   CSV files of ``movielens-latest``.
 - ``sequence-lines``: one line per user, ``user item item ...`` in time order (the
@@ -22,9 +26,8 @@ Formats:
   ``*_to_original_items.txt`` + ``movies.dat`` and ``*_to_original_users.txt`` +
   ``users.dat`` become the item and user side tables.
 
-Typing of ids: text sources (CSV, JSONL, MovieLens, sequences) give Int64 ids when every id
-of the column is an integer without a leading zero, else String ids; Parquet keeps its own
-types (integers → Int64, strings → String). In sequence files, a column of integer ids with a
+Typing of ids: text sources (CSV, JSONL, sequences) give Int64 ids when every id of the
+column is an integer without a leading zero, else String ids; Parquet keeps its own types (integers → Int64, strings → String). In sequence files, a column of integer ids with a
 few non-integer tokens is an error (a corrupted line), not a silent switch to strings.
 
 Policy on bad input: every problem with a location raises a `DataError` (or `SchemaError`,
@@ -32,7 +35,7 @@ Policy on bad input: every problem with a location raises a `DataError` (or `Sch
 Parquet), the offending value and what was expected. What is repaired instead is counted in
 ``EventLog.report``, never silent:
 
-- blank lines are skipped (counted);
+- blank lines are skipped (counted), in event files and side tables;
 - an empty event type becomes ``default_event_type`` (counted);
 - side-table rows that repeat a key: the first row is kept, later ones dropped (counted);
 - events whose item (user) is missing from a side table are kept (counted).
@@ -43,6 +46,7 @@ Readers keep duplicate events: deduplication is preprocessing's job. Readers nev
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import difflib
 import io
@@ -50,7 +54,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +71,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["detect_format", "read_dataset", "read_events"]
 
+_IdRule = Literal["auto", "integer", "majority"]
 _ROW = "__row__"  # 0-based record index in the source file, kept for error messages
 _UNIT_TO_MS: dict[str, tuple[int, int]] = {  # unit -> (multiply, then floor-divide)
     "s": (1000, 1),
@@ -165,13 +170,14 @@ def read_events(config: DataConfig) -> EventLog:
             f"unknown data format {config.format!r}; expected one of {sorted(_READERS)}"
         )
     log = reader(config)
-    logger.info(
-        "read %s events (%s users, %s items) from %s",
-        f"{log.events.height:,}",
-        f"{log.events['user_id'].n_unique():,}",
-        f"{log.events['item_id'].n_unique():,}",
-        log.source,
-    )
+    if logger.isEnabledFor(logging.INFO):  # counting distinct ids costs time on large logs
+        logger.info(
+            "read %s events (%s users, %s items) from %s",
+            f"{log.events.height:,}",
+            f"{log.events['user_id'].n_unique():,}",
+            f"{log.events['item_id'].n_unique():,}",
+            log.source,
+        )
     return log
 
 
@@ -363,13 +369,15 @@ def _require_columns(
             continue
         message = f"column {column!r} ({field_name}) not found; columns found: {list(found)}"
         guess = _suggest(column, found)
-        if guess is not None:
+        if hint:
+            message += hint
+        elif guess is not None:
             message += f"; did you mean {guess!r}?"
             if setting is not None:
                 message += f" (set {setting}.{field_name}: {guess})"
         elif setting is not None:
             message += f"; name the right column with {setting}.{field_name}"
-        raise loc.error(message + hint, cls=SchemaError)
+        raise loc.error(message, cls=SchemaError)
 
 
 # -- files, folders and encodings -----------------------------------------------------------------
@@ -609,9 +617,11 @@ def _read_headerless(
         sep = "\x1f"
         text = text.replace(separator, sep)
     loc = _Locator(path, "lines", encoding=codec)
-    first = next((line for line in text.splitlines() if line.strip()), None)
-    if first is None:
+    lines = text.split("\n")  # not splitlines(): Latin-1 text may hold \x85, \x1c...
+    first_index = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first_index is None:
         raise EmptyDataError("file holds only blank lines", path=path)
+    first = lines[first_index]
     needed = len(names) if min_fields is None else min_fields
     n_first = first.count(sep) + 1
     if not needed <= n_first <= len(names):
@@ -619,7 +629,7 @@ def _read_headerless(
         raise loc.error(
             f"expected {len(names)} fields separated by {separator!r} ({', '.join(names)}), "
             f"found {n_first} in {shown[:120]!r}",
-            record=text.splitlines().index(first),
+            record=first_index,
             cls=SchemaError,
         )
     try:
@@ -633,7 +643,7 @@ def _read_headerless(
         )
     except pl.exceptions.PolarsError as exc:
         if "more fields" in str(exc):
-            for number, line in enumerate(text.splitlines(), 1):
+            for number, line in enumerate(lines, 1):
                 if line.count(sep) + 1 > len(names):
                     raise DataError(
                         f"line has {line.count(sep) + 1} fields separated by {separator!r}, "
@@ -677,10 +687,12 @@ def _jsonl_keys(path: Path, text: Iterable[str], limit: int | None) -> list[str]
     return list(keys)
 
 
-def _utf8_lines(path: Path, source: Path | bytes) -> Iterable[str]:
+def _utf8_lines(path: Path, source: Path | bytes) -> Iterator[str]:
     if isinstance(source, bytes):
-        return io.StringIO(source.decode("utf-8"))
-    return path.open(encoding="utf-8", errors="strict")
+        yield from io.StringIO(source.decode("utf-8"))
+        return
+    with path.open(encoding="utf-8", errors="strict") as fh:
+        yield from fh
 
 
 def _jsonl_columns(path: Path, encoding: str) -> list[str]:
@@ -724,7 +736,8 @@ def _read_jsonl_table(
             _as_polars_input(source), schema={c: pl.String for c in dict.fromkeys(columns)}
         )
     except pl.exceptions.PolarsError as exc:
-        _jsonl_keys(path, lines(), limit=None)  # raises at the first bad line when there is one
+        with contextlib.suppress(UnicodeDecodeError):  # located by _polars_failure
+            _jsonl_keys(path, lines(), limit=None)  # raises at the first bad line, if any
         raise _polars_failure(exc, path, codec, "JSON lines") from exc
     if frame.height == 0:
         raise EmptyDataError("file holds no JSON records", path=path)
@@ -776,11 +789,13 @@ def _parse_ids(
     table: _Table,
     label: str,
     *,
-    rule: Literal["all", "majority"] = "all",
+    rule: _IdRule = "auto",
 ) -> pl.Series:
-    """Ids as Int64 (every value an integer) or String, erroring on missing ids.
+    """Ids from any column type as Int64 or String; missing ids are errors.
 
-    ``rule="majority"``: when most values are integers, the others are errors (sequence files).
+    Text columns become Int64 when every value is an integer without a leading zero, else
+    String (``rule="auto"``); ``"integer"``: every value must be an integer (MovieLens);
+    ``"majority"``: when most values are integers, the others are errors (sequence files).
     """
     loc, rows = table.loc, table.rows
     if values.null_count() or (_is_textual(values.dtype) and (values.cast(pl.String) == "").any()):
@@ -813,10 +828,14 @@ def _parse_ids(
     failed = as_int.is_null()
     n_failed = int(failed.sum())
     if n_failed == 0:
+        if rule == "integer":
+            return as_int
         leading_zero = text.str.starts_with("0") & (text.str.len_bytes() > 1)
         if not leading_zero.any():
             return as_int
         return text  # "007" and "7" are different ids
+    if rule == "integer":
+        _raise_first(loc, rows, failed, text, lambda v: f"{label} {v!r} is not an integer")
     if rule == "majority" and n_failed * 2 < len(text):
         _raise_first(
             loc,
@@ -993,7 +1012,7 @@ def _events_from_table(
     report: RepairReport,
     *,
     skip_blank: bool,
-    id_rule: Literal["all", "majority"] = "all",
+    id_rule: _IdRule = "auto",
 ) -> pl.DataFrame:
     """Canonical events from parsed columns; ``fields`` maps canonical field -> source column."""
     name = table.loc.path.name
@@ -1096,57 +1115,68 @@ def _read_side_table(
     config: DataConfig,
     report: RepairReport,
 ) -> pl.DataFrame:
-    """A generic side table (csv/parquet/jsonl by suffix) keyed by ``key`` (renamed)."""
+    """A generic side table (csv/parquet/jsonl by suffix) keyed by ``key`` (renamed).
+
+    The key is the column the mapping names for the ids (``columns.item_id``), or a column
+    called ``item_id``/``user_id`` when the table has no such column.
+    """
     path = _existing(path)
+    _check_not_empty(path, "side-table rows")
     suffix = path.suffix.lower()
-    setting = "columns"
-    wanted: dict[str, str] = {key: key_column}
+    codec = _codec(config.encoding)
+    separator = "\t" if suffix == ".tsv" else config.separator
     if suffix in _SUFFIXES["parquet"]:
         found = _parquet_columns(path)
-        table = _read_parquet_table(path, found, wanted=wanted, setting=setting)
+        loc = _Locator(path, "parquet")
     elif suffix in _SUFFIXES["jsonl"]:
-        _check_not_empty(path, "side-table rows")
-        codec = _codec(config.encoding)
         source = _utf8_source(path, codec)
+        text = source.decode("utf-8") if isinstance(source, bytes) else None
+        text = text if text is not None else _decode(path.read_bytes(), "utf-8", path)
+        found = _jsonl_keys(path, io.StringIO(text), None)
         loc = _Locator(path, "jsonl", encoding=codec)
-        text = source.decode("utf-8") if isinstance(source, bytes) else path.read_text("utf-8")
-        _require_columns(_jsonl_keys(path, io.StringIO(text), None), wanted, loc, setting=setting)
-        try:
-            frame = pl.read_ndjson(_as_polars_input(source), infer_schema_length=None)
-        except pl.exceptions.PolarsError as exc:
-            raise _polars_failure(exc, path, codec, "JSON lines") from exc
-        table = _Table(frame.with_row_index(_ROW), loc)
     elif suffix in (".csv", ".tsv", ".txt"):
-        separator = "\t" if suffix == ".tsv" else config.separator
-        _check_not_empty(path, "side-table rows")
-        codec = _codec(config.encoding)
         source = _utf8_source(path, codec)
-        header = _csv_header(path, source, separator, codec)
+        found = _csv_header(path, source, separator, codec)
         loc = _Locator(path, "csv", header=True, separator=separator, encoding=codec)
-        _require_columns(
-            header, wanted, loc, setting=setting, hint=_separator_hint(header, separator)
-        )
-        try:
-            frame = pl.read_csv(
-                _as_polars_input(source),
-                separator=separator,
-                infer_schema_length=10_000,
-                schema_overrides={key_column: pl.String},
-            )
-        except pl.exceptions.PolarsError:
-            table = _read_csv_table(path, header, separator=separator, encoding=codec)
-            frame = table.frame.drop(_ROW)
-        table = _Table(frame.with_row_index(_ROW), loc)
     else:
         raise DataError(
             "cannot tell the side table's format from its suffix; expected .csv, .tsv, "
             ".parquet or .jsonl",
             path=path,
         )
-    if table.frame.height == 0:
+    if key_column not in found and key in found:
+        key_column = key
+    hint = _separator_hint(found, separator) if loc.layout == "csv" else ""
+    _require_columns(found, {key: key_column}, loc, hint=hint)
+    try:
+        if loc.layout == "parquet":
+            frame = pl.read_parquet(path)
+        elif loc.layout == "jsonl":
+            frame = pl.read_ndjson(_as_polars_input(source), infer_schema_length=None)
+        else:
+            frame = pl.read_csv(
+                _as_polars_input(source),
+                separator=separator,
+                infer_schema_length=10_000,
+                schema_overrides={key_column: pl.String},
+            )
+    except pl.exceptions.PolarsError as exc:
+        if loc.layout != "csv":
+            raise _polars_failure(exc, path, codec, f"{loc.layout} side table") from exc
+        # a column whose type changes late in the file: read every value as text
+        frame = _read_csv_table(path, found, separator=separator, encoding=codec).frame
+        frame = frame.drop(_ROW)
+    frame = frame.with_row_index(_ROW)
+    if loc.layout == "csv":
+        blank = pl.all_horizontal(pl.exclude(_ROW).is_null())
+        n_blank = frame.select(blank.sum()).item()
+        report.add(f"skipped blank lines in {path.name}", n_blank)
+        frame = frame.filter(~blank)
+    if frame.height == 0:
         raise EmptyDataError("side table holds no rows", path=path)
-    keys = _align_keys(table.frame[key_column], key_dtype, table, f"{key} (column {key_column!r})")
-    frame = table.frame.drop(_ROW).with_columns(keys.alias(key_column))
+    table = _Table(frame, loc)
+    keys = _align_keys(frame[key_column], key_dtype, table, f"{key} (column {key_column!r})")
+    frame = frame.drop(_ROW).with_columns(keys.alias(key_column))
     if key_column != key:
         frame = frame.drop(key, strict=False).rename({key_column: key})
     frame = frame.select(key, pl.exclude(key))
@@ -1176,6 +1206,8 @@ def _read_generic(config: DataConfig, kind: Literal["csv", "parquet", "jsonl"]) 
     mapping = config.columns
     report = RepairReport()
     if kind == "csv":
+        if len(config.separator) != 1:
+            raise ConfigError(f"separator must be one character, got {config.separator!r}")
         _check_not_empty(path)
         codec = _codec(config.encoding)
         found = _csv_header(path, _utf8_source(path, codec), config.separator, codec)
@@ -1257,13 +1289,7 @@ _RATING_FIELDS: dict[str, str | None] = {
 
 def _int_column(table: _Table, column: str, label: str) -> pl.Series:
     """A required integer key column of a MovieLens file."""
-    values = _parse_ids(table.frame[column], table, label)
-    if values.dtype != pl.Int64:
-        bad = values.cast(pl.Int64, strict=False).is_null()
-        _raise_first(
-            table.loc, table.rows, bad, values, lambda v: f"{label} {v!r} is not an integer"
-        )
-    return values
+    return _parse_ids(table.frame[column], table, label, rule="integer")
 
 
 def _genre_list(column: str) -> pl.Expr:
@@ -1278,7 +1304,9 @@ def _genre_list(column: str) -> pl.Expr:
 
 
 def _ml_events(table: _Table, report: RepairReport) -> pl.DataFrame:
-    return _events_from_table(table, _RATING_FIELDS, _RATING_MAPPING, report, skip_blank=True)
+    return _events_from_table(
+        table, _RATING_FIELDS, _RATING_MAPPING, report, skip_blank=True, id_rule="integer"
+    )
 
 
 def _read_ml100k(config: DataConfig) -> EventLog:
@@ -1413,7 +1441,7 @@ def _read_ml_latest(config: DataConfig) -> EventLog:
         setting=None,
     )
     mapping = _RATING_MAPPING.model_copy(update={"user_id": "userId", "item_id": "movieId"})
-    events = _events_from_table(table, wanted, mapping, report, skip_blank=True)
+    events = _events_from_table(table, wanted, mapping, report, skip_blank=True, id_rule="integer")
     items = None
     movies_path = folder / "movies.csv"
     if movies_path.is_file():
