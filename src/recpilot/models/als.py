@@ -4,15 +4,19 @@ Hu, Koren & Volinsky (ICDM 2008): preference ``p_ui = 1`` for observed pairs (0 
 confidence ``c_ui = 1 + alpha · w_ui``, minimise
 ``Σ c_ui (p_ui − x_uᵀ y_i)² + λ (Σ ‖x_u‖² + Σ ‖y_i‖²)``.
 
-Training runs ``implicit``'s conjugate-gradient ALS (``implicit.cpu.als``). Serving does not
-look the user up: every query row gets its user vector from its history by the exact ALS
-user step against the learned item factors ``Y``::
+Training runs ``implicit``'s conjugate-gradient ALS (``implicit.cpu.als``); it is
+deterministic for a given seed (initial factors from the seed, every user and item solved
+independently, whatever the thread count). Serving does not look the user up: every query row
+gets its user vector from its history by the exact ALS user step against the learned item
+factors ``Y``::
 
     x = (YᵀY + Yₕᵀ (Cₕ − I) Yₕ + λI)⁻¹ Yₕᵀ cₕ
 
 so users never seen in training and histories newer than the model are served the same way
 as training users. Histories carry no weights, so they are scored with ``w = 1``
-(``cₕ = 1 + alpha``), also when the model was trained with ``weighted=True``.
+(``cₕ = 1 + alpha``), also when the model was trained with ``weighted=True``. Only a row
+with an empty history falls back: to the learned factor of a training user, else to zero
+(the popularity prior then ranks).
 """
 
 from __future__ import annotations
@@ -66,17 +70,19 @@ def als_user_factors(
         gram = Y.T @ Y
     base = gram + regularization * torch.eye(n_factors, dtype=torch.float64)  # (F, F)
     out = torch.zeros(n_rows, n_factors, dtype=torch.float64)
+    # rows sorted by history length, so each chunk pads to a similar length
+    order = np.argsort(np.diff(H.indptr), kind="stable")
+    H = H[order]
     lengths = np.diff(H.indptr)
-    start = 0
+    start = int(np.searchsorted(lengths, 1))  # empty histories keep the zero vector
     while start < n_rows:
-        stop, longest = start, 0
-        while stop < n_rows:
-            longest_next = max(longest, int(lengths[stop]))
-            if stop > start and (stop + 1 - start) * longest_next * n_factors > CHUNK_CELLS:
-                break
-            longest, stop = longest_next, stop + 1
-        if longest > 0:
-            out[start:stop] = _solve_chunk(Y, H[start:stop], base, alpha, longest)
+        # rows up to twice as long as the first (padding at most doubles the work), as many
+        # as fit CHUNK_CELLS once padded
+        bucket_end = int(np.searchsorted(lengths, 2 * lengths[start], side="right"))
+        cells = np.arange(1, bucket_end - start + 1) * lengths[start:bucket_end] * n_factors
+        stop = start + max(1, int(np.searchsorted(cells, CHUNK_CELLS, side="right")))
+        chunk = _solve_chunk(Y, H[start:stop], base, alpha, int(lengths[stop - 1]))
+        out[torch.from_numpy(order[start:stop])] = chunk
         start = stop
     return out.to(torch.float32).numpy()
 
@@ -136,8 +142,7 @@ class ALSRecommender(Recommender):
         # implicit uses the matrix values as confidences c (its own alpha would give c = alpha·w);
         # passing 1 + alpha·w with alpha=1 gives the paper's c = 1 + alpha·w.
         confidence.data = (1.0 + cfg.alpha * confidence.data).astype(np.float32)
-        # implicit solves each user/item independently (deterministic for any thread count);
-        # the BLAS pool must be single-threaded (its advice, and its one shared Gram product)
+        # implicit asks for a single-threaded BLAS pool (it parallelises over users itself)
         with threadpool_limits(1, "blas"):
             als = AlternatingLeastSquares(
                 factors=cfg.factors,

@@ -185,9 +185,11 @@ class Recommender(ABC):
             from recpilot.errors import DataError
 
             raise DataError(f"{type(self).__name__}.fit: the training data holds no events")
+        # vocabularies mark the model fitted, so they are set only once _fit has succeeded
+        self.users_ = self.items_ = None
+        self._fit(data)
         self.users_ = data.users
         self.items_ = data.items
-        self._fit(data)
         return self
 
     def score(self, query: Query) -> FloatArray:
