@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recpilot.config import EvaluationConfig, ExperimentConfig, SimulatorConfig
@@ -142,9 +143,8 @@ def _show_samples(console: Console, model: Recommender, prepared: Any, n: int = 
     if table_items is not None and "title" in table_items.columns:
         cols = ["item_id", "title"] + (["category"] if "category" in table_items.columns else [])
         for row in table_items.select(cols).iter_rows(named=True):
-            titles[row["item_id"]] = row["title"] + (
-                f" [{row['category']}]" if "category" in row else ""
-            )
+            label = row["title"] + (f" [{row['category']}]" if "category" in row else "")
+            titles[row["item_id"]] = escape(label)  # "[books]" is not rich markup
     test = prepared.split.test
     rows = list(range(min(n, len(test))))
     query = Query(test.users[rows], tuple(test.histories[r] for r in rows))
