@@ -127,8 +127,119 @@ class ALSConfig(StrictModel):
     seed: int = 0
 
 
+class TrainerConfig(StrictModel):
+    """How a neural model is trained (`recpilot.training.trainer.Trainer`).
+
+    The learning rate warms up linearly for ``warmup_epochs`` and then follows a cosine decay
+    to ``min_lr_ratio * learning_rate`` at the end of ``max_epochs``; with ``max_minutes`` set,
+    the decay also completes at the deadline, whichever comes first (training is then no longer
+    bit-for-bit reproducible, since progress depends on wall time).
+    """
+
+    max_epochs: int = Field(200, ge=1, description="upper bound on passes over the users")
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget (training and validation); None: no budget"
+    )
+    batch_size: int = Field(128, ge=1, description="sequences (users) per optimisation step")
+    learning_rate: float = Field(1e-3, gt=0)
+    min_lr_ratio: float = Field(
+        0.1, ge=0, le=1, description="final learning rate of the cosine decay, as a share"
+    )
+    warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up length in epochs")
+    weight_decay: float = Field(
+        0.1, ge=0, description="AdamW decoupled weight decay, applied to weight matrices only"
+    )
+    decay_embeddings: bool = Field(
+        False, description="also decay the item and position embedding tables"
+    )
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm")
+    patience: int = Field(
+        10, ge=1, description="stop after this many validations without improvement"
+    )
+    validate_every: int = Field(1, ge=1, description="validate every this many epochs")
+    monitor: str = Field("NDCG@10", description="validation metric for early stopping")
+    length_bucketing: int = Field(
+        32,
+        ge=1,
+        description="sort pools of this many batches by sequence length (less padding); 1: off",
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: CPU autocast for the forward pass (matrix products in bf16)"
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch threads while training; None: keep torch's setting"
+    )
+    flush_denormal: bool = Field(
+        True,
+        description="flush denormal floats to zero while training (CPU arithmetic on them is "
+        "many times slower; values below 1e-38 change nothing that matters)",
+    )
+    checkpoint_dir: Path | None = Field(
+        None, description="write the last and best states here after every validation"
+    )
+    resume: bool = Field(True, description="continue from checkpoint_dir/last if it exists")
+    log_path: Path | None = Field(None, description="append one JSON line per epoch here")
+    show_progress: bool | None = Field(None, description="None: on for an interactive stderr")
+
+
+class SASRecConfig(StrictModel):
+    """SASRec (Kang & McAuley 2018) trained the SASRec+ way by default.
+
+    Every position of each user's most recent ``max_len + 1`` events is a training example in
+    one pass; the default loss is the full softmax over the catalogue (Klenitskiy & Vasilev,
+    RecSys 2023).
+    """
+
+    name: Literal["sasrec"] = "sasrec"
+    max_len: int = Field(200, ge=1, description="most recent events the model reads")
+    d_model: int = Field(64, ge=1, description="embedding and hidden size D")
+    n_layers: int = Field(2, ge=1)
+    n_heads: int = Field(1, ge=1)
+    d_ff: int | None = Field(None, ge=1, description="feed-forward width; None: 4 * d_model")
+    dropout: float = Field(0.2, ge=0, lt=1, description="on embeddings and residual branches")
+    attn_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="on attention weights; > 0 is slower on CPU (no fused attention kernel)",
+    )
+    positions: Literal["from_end", "from_start"] = Field(
+        "from_end",
+        description="from_end: position 0 is the most recent event (as SASRec's left padding)",
+    )
+    loss: Literal["full", "sampled", "gbce"] = Field(
+        "full",
+        description="full: softmax over all items; sampled: sampled softmax with log-Q "
+        "correction; gbce: generalised BCE (Petrov & Macdonald 2023)",
+    )
+    head_precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="full loss: the catalogue-sized matrix products of training in bf16 "
+        "(the softmax stays fp32; scoring is always fp32)",
+    )
+    n_negatives: int = Field(256, ge=1, description="negatives per step (sampled and gbce)")
+    negative_sampler: Literal["uniform", "in_batch"] = Field(
+        "uniform",
+        description="sampled softmax: uniform over items, or the batch's targets (log-Q by "
+        "training frequency)",
+    )
+    gbce_t: float = Field(0.75, ge=0, le=1, description="gBCE calibration t (0: plain BCE)")
+    eval_batch_size: int = Field(512, ge=1, description="users per forward pass when scoring")
+    training: TrainerConfig = Field(default_factory=TrainerConfig)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> SASRecConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})"
+            )
+        return self
+
+
 ModelConfig = Annotated[
-    PopularityConfig | ItemKNNConfig | EASEConfig | ALSConfig,
+    PopularityConfig | ItemKNNConfig | EASEConfig | ALSConfig | SASRecConfig,
     Field(discriminator="name"),
 ]
 

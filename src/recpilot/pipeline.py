@@ -95,17 +95,42 @@ def prepare(config: ExperimentConfig, log: EventLog | None = None) -> Prepared:
 
 
 def fit_model(config: ExperimentConfig, prepared: Prepared, fit_on: FitOn = "train") -> Recommender:
-    """Build the configured model and fit it on one part of the data."""
+    """Build the configured model and fit it on one part of the data.
+
+    Models that select themselves on validation (``uses_validation``, e.g. SASRec's early
+    stopping) get ``split.validation`` with ``fit_on="train"``. Those that are not refitted for
+    the test read (``refit_for_test = False``) are fitted on train with validation for
+    ``"train_validation"`` as well: the test read then uses the model selected on validation,
+    whose test histories include the validation event. ``"all"`` fits on every event without
+    validation.
+    """
     model = model_from_config(config.model)
+    data = prepared.train_data(fit_on)
+    validation = None
+    if (
+        model.uses_validation
+        and fit_on != "all"
+        and (fit_on == "train" or not model.refit_for_test)
+    ):
+        data, validation = prepared.split.train, prepared.split.validation
     start = time.perf_counter()
-    model.fit(prepared.train_data(fit_on))
-    logger.info("fitted %s on %s in %.1fs", model.name, fit_on, time.perf_counter() - start)
+    model.fit(data, validation)
+    logger.info(
+        "fitted %s on %s%s in %.1fs",
+        model.name,
+        "train" if validation is not None else fit_on,
+        " (validation for model selection)" if validation is not None else "",
+        time.perf_counter() - start,
+    )
     return model
 
 
 def fit_part_for(split_name: str) -> FitOn:
     """Validation is scored by a model fitted on train; test by one fitted on everything before
-    each user's test event (train + validation) — validation is never used to score test."""
+    each user's test event (train + validation) — validation is never used to score test.
+
+    `fit_model` keeps models selected on validation (``refit_for_test = False``) on train for
+    ``"train_validation"``; their test histories still include the validation event."""
     return "train" if split_name == "validation" else "train_validation"
 
 

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import numpy as np
 import torch
@@ -22,6 +22,11 @@ from recpilot.data.interactions import Interactions
 from recpilot.data.vocab import Vocabulary
 from recpilot.errors import NotFittedError
 from recpilot.types import UNKNOWN, FloatArray, IntArray
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from recpilot.data.split import EvalSet
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +138,13 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[BaseModel]]
+    #: `_fit` takes ``(data, validation)``: the model selects itself on a validation set (early
+    #: stopping). Other models ignore a validation set passed to `fit`.
+    uses_validation: ClassVar[bool] = False
+    #: For the test read, refit on train + validation (baselines). Models selected on the
+    #: validation set (``False``) are evaluated on test as fitted on train: their test histories
+    #: include the validation event, which they read at inference.
+    refit_for_test: ClassVar[bool] = True
 
     def __init__(self, config: BaseModel | None = None, **options: Any) -> None:
         if config is not None and options:
@@ -179,15 +191,28 @@ class Recommender(ABC):
                 f"this {type(self).__name__} is not fitted yet: call fit(data) or load(path) first"
             )
 
-    def fit(self, data: Interactions) -> Self:
-        """Learn from ``data``; returns ``self``."""
+    def fit(self, data: Interactions, validation: EvalSet | None = None) -> Self:
+        """Learn from ``data``; returns ``self``.
+
+        Args:
+            data: training events.
+            validation: users, histories and held-out targets in ``data``'s indices, for models
+                that select themselves on it (``uses_validation``, e.g. early stopping);
+                ignored by the others.
+        """
         if data.n_events == 0:
             from recpilot.errors import DataError
 
             raise DataError(f"{type(self).__name__}.fit: the training data holds no events")
         # vocabularies mark the model fitted, so they are set only once _fit has succeeded
         self.users_ = self.items_ = None
-        self._fit(data)
+        if self.uses_validation:
+            fit_validated = cast("Callable[[Interactions, EvalSet | None], None]", self._fit)
+            fit_validated(data, validation)
+        else:
+            if validation is not None:
+                logger.debug("%s ignores the validation set passed to fit", self.name)
+            self._fit(data)
         self.users_ = data.users
         self.items_ = data.items
         return self

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,6 +22,9 @@ from recpilot.errors import DataError
 from recpilot.models.base import Query, Recommender
 from recpilot.models.popularity import check_state, popularity_prior
 from recpilot.types import FloatArray
+
+if TYPE_CHECKING:
+    from recpilot.data.split import EvalSet
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +82,15 @@ class EASERecommender(Recommender):
         self.weights_: FloatArray | None = None
         self.prior_: FloatArray | None = None
 
-    def fit(self, data: Interactions) -> Self:
-        """Learn ``B`` from ``data``; returns ``self``.
+    def fit(self, data: Interactions, validation: EvalSet | None = None) -> Self:
+        """Learn ``B`` from ``data`` (``validation`` is ignored); returns ``self``.
 
         Raises:
             DataError: the catalogue has more than ``config.max_items`` items (checked before
                 anything is allocated, and before the model changes).
         """
         self._check_size(data.n_items)
-        return super().fit(data)
+        return super().fit(data, validation)
 
     def _check_size(self, n: int) -> None:
         if n > self.config.max_items:

@@ -13,8 +13,8 @@ from recpilot.models.base import Recommender
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(ModelConfig)
 
 
-def model_classes() -> dict[str, type[Recommender]]:
-    """Every registered recommender by name."""
+def baseline_classes() -> dict[str, type[Recommender]]:
+    """The fast, non-neural baselines by name (what ``--model all`` and the demo compare)."""
     from recpilot.models.als import ALSRecommender
     from recpilot.models.ease import EASERecommender
     from recpilot.models.itemknn import ItemKNNRecommender
@@ -29,8 +29,21 @@ def model_classes() -> dict[str, type[Recommender]]:
     return {cls.name: cls for cls in classes}
 
 
-def model_names() -> list[str]:
-    return list(model_classes())
+def model_classes() -> dict[str, type[Recommender]]:
+    """Every registered recommender by name: the baselines, then the sequence models."""
+    from recpilot.models.sequential import SASRecRecommender
+
+    classes: list[type[Recommender]] = [SASRecRecommender]
+    return {**baseline_classes(), **{cls.name: cls for cls in classes}}
+
+
+def model_names(include_neural: bool = False) -> list[str]:
+    """Registered model names; by default the baselines only.
+
+    Neural models train for minutes to hours, so collections of "every model" (``--model
+    all``, the demo) name them explicitly rather than by default.
+    """
+    return list(model_classes() if include_neural else baseline_classes())
 
 
 def model_from_config(config: BaseModel | dict[str, Any]) -> Recommender:
@@ -40,7 +53,8 @@ def model_from_config(config: BaseModel | dict[str, Any]) -> Recommender:
             config = _ADAPTER.validate_python(config)
         except Exception as exc:
             raise ConfigError(
-                f"invalid model config {config!r}; known models: {', '.join(model_names())}\n{exc}"
+                f"invalid model config {config!r}; known models: "
+                f"{', '.join(model_names(include_neural=True))}\n{exc}"
             ) from exc
     assert isinstance(config, BaseModel)
     name = getattr(config, "name", None)

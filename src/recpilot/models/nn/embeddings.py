@@ -1,0 +1,135 @@
+"""Embedding tables shared by the sequence models: items (with padding) and positions.
+
+Token convention: item index ``i`` is token ``i + 1``; token 0 is padding. Sequences are
+right-padded (real events first, padding after), so a causal model never attends to padding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PAD = 0
+
+
+def item_tokens(items: torch.Tensor) -> torch.Tensor:
+    """Item indices → tokens (``i + 1``; negative indices become padding).
+
+    Args:
+        items: ``(...)`` int64 item indices, -1 for none.
+
+    Returns:
+        ``(...)`` int64 tokens.
+    """
+    return torch.where(items >= 0, items + 1, PAD)
+
+
+def positions_from_end(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Position of each slot counted back from the row's last real event.
+
+    The most recent event has position 0 whatever the row's length, as with SASRec's
+    left padding; padding slots get 0 as well (their outputs are never read).
+
+    Args:
+        lengths: ``(B,)`` real events per row (right-padded rows).
+        seq_len: ``L``, the padded length.
+
+    Returns:
+        ``(B, L)`` int64 positions.
+    """
+    slots = torch.arange(seq_len, device=lengths.device)  # (L,)
+    return (lengths[:, None] - 1 - slots[None, :]).clamp_min(0)  # (B, L)
+
+
+def positions_from_start(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Position of each slot counted from the row's first (oldest) event: ``0 .. L-1``.
+
+    Args:
+        lengths: ``(B,)`` real events per row.
+        seq_len: ``L``, the padded length.
+
+    Returns:
+        ``(B, L)`` int64 positions.
+    """
+    slots = torch.arange(seq_len, device=lengths.device)
+    return slots[None, :].expand(len(lengths), seq_len)
+
+
+class ItemEmbedding(nn.Module):
+    """Item table with a padding row; also the tied output layer of the models.
+
+    Args:
+        n_items: catalogue size ``I`` (the table has ``I + 1`` rows, row 0 is padding).
+        d_model: embedding size ``D``.
+        scale: multiply looked-up vectors by ``sqrt(D)`` (as SASRec and the Transformer do).
+        init_std: standard deviation of the normal initialisation.
+    """
+
+    def __init__(
+        self, n_items: int, d_model: int, scale: bool = True, init_std: float = 0.02
+    ) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.d_model = d_model
+        self.table = nn.Embedding(n_items + 1, d_model, padding_idx=PAD)
+        self.factor = math.sqrt(d_model) if scale else 1.0
+        nn.init.normal_(self.table.weight, std=init_std)
+        with torch.no_grad():
+            self.table.weight[PAD].zero_()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Look up tokens.
+
+        Args:
+            tokens: ``(B, L)`` int64 tokens (0 = padding).
+
+        Returns:
+            ``(B, L, D)`` embeddings (zero at padding).
+        """
+        return self.table(tokens) * self.factor
+
+    @property
+    def item_weight(self) -> torch.Tensor:
+        """``(I, D)`` the item vectors without the padding row (the tied output weights)."""
+        return self.table.weight[1:]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Tied output head: a score for every item.
+
+        Args:
+            hidden: ``(..., D)`` hidden states.
+
+        Returns:
+            ``(..., I)`` logits ``hidden @ E[1:]ᵀ``.
+        """
+        return F.linear(hidden, self.item_weight)
+
+
+class PositionEmbedding(nn.Module):
+    """Learned absolute position table.
+
+    Args:
+        max_len: number of positions.
+        d_model: embedding size ``D``.
+        init_std: standard deviation of the normal initialisation.
+    """
+
+    def __init__(self, max_len: int, d_model: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.table = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.table.weight, std=init_std)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        """Look up positions.
+
+        Args:
+            positions: ``(B, L)`` int64 in ``[0, max_len)``.
+
+        Returns:
+            ``(B, L, D)``.
+        """
+        return self.table(positions)

@@ -1,0 +1,143 @@
+"""SASRec (Kang & McAuley, ICDM 2018): a causal Transformer over a user's item sequence.
+
+One file, small modules, built from a dataclass config (nanoGPT style). The output head is
+tied to the item embeddings: ``logits = h @ E[1:]ᵀ``. Sequences are right-padded (real events
+first), so causal attention alone keeps padding out of every real position's view.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from recpilot.models.nn.blocks import Dropout, TransformerBlock
+from recpilot.models.nn.embeddings import (
+    ItemEmbedding,
+    PositionEmbedding,
+    positions_from_end,
+    positions_from_start,
+)
+
+
+@dataclass(frozen=True)
+class SASRecModuleConfig:
+    """Architecture of a `SASRec` module.
+
+    Attributes:
+        n_items: catalogue size ``I``.
+        max_len: longest input sequence ``L`` (number of position embeddings).
+        d_model: hidden size ``D``.
+        n_layers: Transformer blocks.
+        n_heads: attention heads per block.
+        d_ff: feed-forward width (None: ``4 * D``).
+        dropout: dropout on embeddings and residual branches.
+        attn_dropout: dropout on attention weights (0 keeps CPU attention on the fused
+            kernel).
+        positions: ``"from_end"`` (0 = most recent event) or ``"from_start"`` (0 = oldest).
+    """
+
+    n_items: int
+    max_len: int = 200
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 1
+    d_ff: int | None = None
+    dropout: float = 0.2
+    attn_dropout: float = 0.0
+    positions: Literal["from_end", "from_start"] = "from_end"
+
+
+class SASRec(nn.Module):
+    """Item and position embeddings → causal pre-LN blocks → final LayerNorm → tied head."""
+
+    def __init__(self, config: SASRecModuleConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.items = ItemEmbedding(config.n_items, d)
+        self.positions = PositionEmbedding(config.max_len, d)
+        self.dropout = Dropout(config.dropout)
+        d_ff = config.d_ff or 4 * d
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                d,
+                config.n_heads,
+                d_ff,
+                config.dropout,
+                causal=True,
+                attn_dropout=config.attn_dropout,
+            )
+            for _ in range(config.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(d)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # GPT-2 initialisation: N(0, 0.02) matrices, zero biases, and residual output
+        # projections scaled by 1/sqrt(2 * layers) so the residual stream keeps its scale
+        for name, p in self.named_parameters():
+            if name.startswith(("items.", "positions.")) or p.dim() < 2:
+                continue
+            std = 0.02
+            if name.endswith(("attn.proj.weight", "ffn.down.weight")):
+                std /= math.sqrt(2 * self.config.n_layers)
+            nn.init.normal_(p, std=std)
+        for m in self.modules():
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Item plus position embeddings, with dropout: ``(B, L)`` tokens → ``(B, L, D)``."""
+        L = tokens.shape[1]
+        if self.config.max_len < L:
+            raise ValueError(f"sequence length {L} exceeds max_len {self.config.max_len}")
+        if self.config.positions == "from_end":
+            pos = positions_from_end(lengths, L)  # (B, L)
+        else:
+            pos = positions_from_start(lengths, L)
+        return self.dropout(self.items(tokens) + self.positions(pos))  # (B, L, D)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Hidden state after every position.
+
+        Args:
+            tokens: ``(B, L)`` right-padded tokens (item index + 1; 0 = padding), ``L <= max_len``.
+            lengths: ``(B,)`` real events per row.
+
+        Returns:
+            ``(B, L, D)``; row ``b``, position ``t < lengths[b]`` has seen tokens ``0..t`` only.
+        """
+        x = self.embed(tokens, lengths)  # (B, L, D)
+        for block in self.blocks:
+            x = block(x)  # (B, L, D)
+        return self.ln_f(x)  # (B, L, D)
+
+    def last_hidden(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Hidden state after each row's last real event (the next-item query).
+
+        Args:
+            tokens: ``(B, L)`` right-padded tokens; every row has ``lengths[b] >= 1``.
+            lengths: ``(B,)``.
+
+        Returns:
+            ``(B, D)``.
+        """
+        x = self.embed(tokens, lengths)  # (B, L, D)
+        for block in self.blocks[:-1]:
+            x = block(x)  # (B, L, D)
+        # the last block only at the last position: a third of the work of a full pass
+        last = self.blocks[-1]
+        assert isinstance(last, TransformerBlock)
+        return self.ln_f(last.forward_at(x, lengths - 1))  # (B, D)
+
+    def item_weight(self) -> torch.Tensor:
+        """``(I, D)`` item vectors of the tied output head."""
+        return self.items.item_weight
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(..., D)`` hidden states → ``(..., I)`` scores of every item."""
+        return self.items.logits(hidden)
