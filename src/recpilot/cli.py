@@ -1,4 +1,4 @@
-"""The `recpilot` command line: prepare, train, evaluate, recommend, demo."""
+"""The `recpilot` command line: prepare, train, evaluate, recommend, serve, retrain, demo."""
 
 from __future__ import annotations
 
@@ -341,6 +341,118 @@ def recommend(
     except RecPilotError as exc:
         _fail(exc)
     console.print(f"wrote top-{k} for {count:,} users → {output}")
+
+
+@app.command()
+def serve(
+    artifact: Annotated[
+        Path | None,
+        typer.Option("--artifact", help="model artefact directory, or a model registry root"),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            "--store",
+            "--dsn",
+            help="store URL: sqlite:///PATH.db (default sqlite:///recpilot.db) or "
+            "postgresql+psycopg://USER@HOST:PORT/DB",
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="default 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="default 8000")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="RECPILOT_API_KEY",
+            show_envvar=True,
+            help="key with read, write and admin scopes (clients send it as X-API-Key); "
+            "without any key, write and admin routes answer 401",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML or TOML service settings (top level or `service:`)"),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve a trained model over HTTP: events in, recommendations out (see /docs)."""
+    _setup_logging(True)
+    if not verbose:
+        logging.getLogger("recpilot").setLevel(logging.WARNING)
+        logging.getLogger("recpilot.serving").setLevel(logging.INFO)
+    try:
+        from recpilot.config import ApiKeyConfig, load_service_settings
+
+        settings = load_service_settings(config, artifact=artifact, db=db, host=host, port=port)
+        if api_key:
+            settings.api_keys = [*settings.api_keys, ApiKeyConfig(key=api_key, name="cli")]
+    except RecPilotError as exc:
+        _fail(exc)
+    except ValueError as exc:  # pydantic: e.g. a key shorter than 16 characters
+        _fail(ConfigError(f"invalid option: {exc}"))
+    import uvicorn
+
+    from recpilot.serving.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info" if verbose else "warning",
+    )
+
+
+@app.command()
+def retrain(
+    registry: Annotated[
+        Path, typer.Option("--registry", help="model registry root (versions/, current)")
+    ],
+    db: Annotated[
+        str,
+        typer.Option("--db", "--store", "--dsn", help="the serving store's URL (events source)"),
+    ] = "sqlite:///recpilot.db",
+    table_prefix: Annotated[str, typer.Option("--table-prefix")] = "",
+    model: Annotated[
+        str | None, typer.Option("--model", help="candidate model; default: the serving one")
+    ] = None,
+    metric: Annotated[str, typer.Option("--metric", help="deciding metric")] = "NDCG@10",
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", min=0.0, help="promote if >= serving - this")
+    ] = 0.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train on the store's events; promote the new model only if it is not worse."""
+    _setup_logging(verbose)
+    try:
+        from recpilot.serving.registry import ModelRegistry
+        from recpilot.serving.retrain import retrain as run_retrain
+        from recpilot.serving.store import Store
+
+        store = Store(db, table_prefix=table_prefix)
+        try:
+            store.migrate()
+            decision = run_retrain(
+                store,
+                ModelRegistry(registry),
+                model=None if model is None else {"name": model},
+                metric=metric,
+                tolerance=tolerance,
+            )
+        finally:
+            store.close()
+    except RecPilotError as exc:
+        _fail(exc)
+    serving = "–" if decision.serving_value is None else f"{decision.serving_value:.4f}"
+    console.print(
+        f"candidate {decision.candidate_version}: {metric} {decision.candidate_value:.4f} vs "
+        f"serving {decision.serving_version or '–'}: {serving} on {decision.n_holdout_users:,} "
+        f"held-out users → {'PROMOTED' if decision.promoted else 'not promoted'} "
+        f"({decision.reason})"
+    )
+    if decision.promoted:
+        console.print("running servers pick it up on POST /admin/reload")
 
 
 @app.command()

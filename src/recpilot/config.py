@@ -213,10 +213,11 @@ class SASRecConfig(StrictModel):
         description="full: softmax over all items; sampled: sampled softmax with log-Q "
         "correction; gbce: generalised BCE (Petrov & Macdonald 2023)",
     )
-    head_precision: Literal["fp32", "bf16"] = Field(
-        "fp32",
-        description="full loss: the catalogue-sized matrix products of training in bf16 "
-        "(the softmax stays fp32; scoring is always fp32)",
+    head_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="full loss: the catalogue-sized matrix products of training in bf16 (the "
+        "softmax stays fp32; scoring is always fp32); auto: bf16 where the CPU has native bf16 "
+        "(AVX512-BF16 or AMX), else fp32",
     )
     n_negatives: int = Field(256, ge=1, description="negatives per step (sampled and gbce)")
     negative_sampler: Literal["uniform", "in_batch"] = Field(
@@ -327,6 +328,106 @@ class ExperimentConfig(StrictModel):
     model: ModelConfig = Field(default_factory=PopularityConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     seed: int = 42
+
+
+# -- service --------------------------------------------------------------------------------------
+ApiScope = Literal["read", "write", "admin"]
+_ALL_SCOPES: tuple[ApiScope, ...] = ("read", "write", "admin")
+
+
+class ApiKeyConfig(StrictModel):
+    """One API key and what it may do (clients send it in the ``X-API-Key`` header).
+
+    ``read``: recommendation routes when `ServiceSettings.read_requires_key` is set;
+    ``write``: events and catalogue; ``admin``: erase users, reload the model.
+    """
+
+    key: str = Field(min_length=16, repr=False, description="the secret; at least 16 characters")
+    scopes: list[ApiScope] = Field(default_factory=lambda: list(_ALL_SCOPES))
+    name: str = Field("key", description="a label for logs (the key itself is never logged)")
+
+
+class ServiceSettings(StrictModel):
+    """Options of `recpilot serve` (`recpilot.serving`), from a YAML/TOML file and CLI flags.
+
+    There is no configuration through environment variables, except that the CLI reads one
+    write/admin key from ``RECPILOT_API_KEY`` when ``--api-key`` is not given.
+    """
+
+    artifact: Path = Field(
+        description="a model artefact directory, or a model registry root (versions/, current)"
+    )
+    db: str = Field(
+        "sqlite:///recpilot.db",
+        description="store URL: sqlite:///PATH (embedded, WAL) or postgresql+psycopg://...",
+    )
+    table_prefix: str = Field("", description="prefix of every store table name")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="FULL: commits survive a power cut; NORMAL: only a process crash"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: list[ApiKeyConfig] = Field(
+        default_factory=list, description="without keys, write and admin routes answer 401"
+    )
+    read_requires_key: bool = Field(
+        False, description="recommendation and similar-item routes need a key with read scope"
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger requests get 413")
+    max_batch_size: int = Field(
+        1000, ge=1, description="events per POST /events and items per PUT /items"
+    )
+    max_k: int = Field(200, ge=1, description="longest recommendation list a client may ask for")
+    default_k: int = Field(10, ge=1)
+    max_request_history: int = Field(
+        500, ge=1, description="longest history accepted in POST /recommendations"
+    )
+    history_limit: int = Field(
+        200, ge=1, description="most recent stored events per user read as the history"
+    )
+    history_event_types: list[str] | None = Field(
+        None, description="event types that form the history; None: all"
+    )
+    cache_users: int = Field(10_000, ge=0, description="users whose history is cached (LRU)")
+    cache_ttl_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="expire cached histories after this long; set it when several replicas "
+        "share one store (each replica only invalidates on the events it receives)",
+    )
+    catalogue_refresh_seconds: float = Field(
+        5.0, ge=0, description="how often catalogue changes made by other replicas are read"
+    )
+    popular_window_hours: float = Field(
+        168.0, gt=0, description="'popular now' counts events of this period"
+    )
+    popular_refresh_seconds: float = Field(30.0, ge=0)
+    new_item_slots: int = Field(
+        1, ge=0, description="list positions given to catalogue items the model does not know yet"
+    )
+    new_item_hours: float = Field(72.0, gt=0, description="how long an added item counts as new")
+    reason_history_items: int = Field(
+        10, ge=1, description="most recent distinct history items considered for reasons"
+    )
+    log_impressions: bool = True
+    impression_flush_seconds: float = Field(1.0, gt=0)
+
+
+def load_service_settings(path: str | Path | None = None, **overrides: Any) -> ServiceSettings:
+    """Service settings from a YAML/TOML file (optional), with explicit overrides on top.
+
+    Args:
+        path: a file whose top level (or ``service`` section) holds `ServiceSettings` fields.
+        overrides: fields set explicitly (CLI flags); None values are ignored.
+    """
+    raw: dict[str, Any] = read_config_file(path) if path is not None else {}
+    if isinstance(raw.get("service"), dict):
+        raw = raw["service"]
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServiceSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, str(path or "options"))) from exc
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:

@@ -225,3 +225,14 @@ def test_pipeline_fits_once_on_train_with_validation(monkeypatch: pytest.MonkeyP
         (split.train.n_events, True),
         (data.n_events, False),
     ]
+
+
+def test_head_precision_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    import recpilot.models.sequential as seq
+
+    assert seq.head_bf16(SASRecConfig(head_precision="bf16")) is True
+    assert seq.head_bf16(SASRecConfig(head_precision="fp32")) is None  # follows autocast
+    monkeypatch.setattr(seq, "native_bf16", lambda: False)
+    assert seq.head_bf16(SASRecConfig()) is None
+    monkeypatch.setattr(seq, "native_bf16", lambda: True)
+    assert seq.head_bf16(SASRecConfig()) is True

@@ -35,7 +35,7 @@ from recpilot.models.nn.losses import (
 )
 from recpilot.models.nn.sasrec import SASRec, SASRecModuleConfig
 from recpilot.training.batching import SequenceBatch, SequenceBatcher, pack_right
-from recpilot.training.trainer import Trainer, TrainingResult
+from recpilot.training.trainer import Trainer, TrainingResult, native_bf16
 from recpilot.types import FloatArray
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,17 @@ def _sampler(config: SASRecConfig, data: Interactions) -> NegativeSampler:
     return samplers[config.negative_sampler]()
 
 
+def head_bf16(config: SASRecConfig) -> bool | None:
+    """Whether the full loss multiplies in bf16 (None: follow the trainer's autocast)."""
+    if config.head_precision == "auto":
+        return True if native_bf16() else None
+    return True if config.head_precision == "bf16" else None
+
+
 def make_loss(config: SASRecConfig, data: Interactions) -> nn.Module:
     """The configured next-item loss (``config.loss``)."""
     losses: dict[str, Callable[[], nn.Module]] = {
-        "full": lambda: FullSoftmaxLoss(bf16=True if config.head_precision == "bf16" else None),
+        "full": lambda: FullSoftmaxLoss(bf16=head_bf16(config)),
         "sampled": lambda: SampledSoftmaxLoss(config.n_negatives, _sampler(config, data)),
         "gbce": lambda: GBCELoss(data.n_items, config.n_negatives, config.gbce_t),
     }

@@ -26,6 +26,7 @@ replaced atomically, never pickled::
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import json
 import logging
@@ -174,6 +175,20 @@ def torch_threads(n: int | None, flush_denormal: bool = False) -> Iterator[None]
         torch.set_num_threads(old)
         if flush_denormal:
             torch.set_flush_denormal(False)
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX-BF16).
+
+    Without it, bf16 products are emulated and slower than fp32. Read from /proc/cpuinfo;
+    False where that file does not exist.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,0 +1,648 @@
+"""The event store and item catalogue: SQLAlchemy Core over SQLite (WAL) or PostgreSQL.
+
+One code path serves both back ends; the only dialect-specific construct is the ``INSERT ...
+ON CONFLICT`` used for idempotent event ingestion and catalogue upserts, which SQLite and
+PostgreSQL spell the same way.
+
+Tables (all names carry an optional prefix, so several stores can share one database):
+
+- ``events``: one row per client event, ``event_id`` unique (re-posting an id stores nothing);
+  ``timestamp`` in ms since the Unix epoch, as in `recpilot.data.schema`.
+- ``items``: the catalogue: availability, a JSON metadata object and its ``category``; deleted
+  items stay as unavailable tombstones so that they are never recommended again.
+- ``impressions``: what was shown, to whom, at which position, by which model version.
+- ``schema_version``: the versioned migrations applied so far (`MIGRATIONS`, applied at start).
+
+Writes commit before the method returns. SQLite runs in WAL mode with ``synchronous=FULL`` by
+default, so an answered write survives a crash of the process and of the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from recpilot.errors import ConfigError, RecPilotError
+
+logger = logging.getLogger(__name__)
+
+#: Longest accepted external id (user, item, event, session) in characters.
+MAX_ID_LENGTH = 256
+#: Longest accepted event type name.
+MAX_EVENT_TYPE_LENGTH = 64
+
+SqliteSync = Literal["FULL", "NORMAL"]
+
+
+class StoreError(RecPilotError):
+    """The store cannot be reached, migrated or written."""
+
+
+def now_ms() -> int:
+    """Wall-clock time in ms since the Unix epoch."""
+    return int(time.time() * 1000)
+
+
+# -- records ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventRecord:
+    """One event as stored: external ids, time in ms since the Unix epoch."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    event_type: str
+    timestamp: int
+    value: float | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One entry of a user's history (oldest first in a history list)."""
+
+    item_id: str
+    event_type: str
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What `Store.add_events` did: ids newly stored, duplicates ignored, users touched."""
+
+    stored: int
+    duplicates: int
+    users: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """One catalogue row."""
+
+    item_id: str
+    available: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+    category: str | None = None
+    created_at: int = 0
+    updated_at: int = 0
+
+
+@dataclass(frozen=True)
+class Impression:
+    """One shown item: who saw it (None: anonymous), where, why, from which model."""
+
+    request_id: str
+    user_id: str | None
+    item_id: str
+    position: int
+    model_version: str
+    reason: str
+    shown_at: int
+
+
+def category_of(metadata: dict[str, Any]) -> str | None:
+    """The ``category`` of an item's metadata as a string, or None."""
+    value = metadata.get("category")
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)[:MAX_ID_LENGTH]
+
+
+# -- schema ----------------------------------------------------------------------------------------
+def _id_column(name: str, **kwargs: Any) -> Column[Any]:
+    return Column(name, String(MAX_ID_LENGTH), **kwargs)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The store's tables in their latest schema, with the given name prefix."""
+
+    metadata: MetaData
+    schema_version: Table
+    events: Table
+    items: Table
+    impressions: Table
+
+    @classmethod
+    def build(cls, prefix: str) -> Tables:
+        md = MetaData()
+        pk = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+        schema_version = Table(
+            f"{prefix}schema_version",
+            md,
+            Column("version", Integer, primary_key=True, autoincrement=False),
+            Column("description", String(200), nullable=False),
+            Column("applied_at", BigInteger, nullable=False),
+        )
+        events = Table(
+            f"{prefix}events",
+            md,
+            Column("id", pk, primary_key=True, autoincrement=True),
+            _id_column("event_id", nullable=False, unique=True),
+            _id_column("user_id", nullable=False),
+            _id_column("item_id", nullable=False),
+            Column("event_type", String(MAX_EVENT_TYPE_LENGTH), nullable=False),
+            Column("timestamp", BigInteger, nullable=False),
+            Column("value", Float, nullable=True),
+            _id_column("session_id", nullable=True),
+            Column("received_at", BigInteger, nullable=False),
+            Index(f"ix_{prefix}events_user_time", "user_id", "timestamp", "id"),
+        )
+        items = Table(
+            f"{prefix}items",
+            md,
+            _id_column("item_id", primary_key=True),
+            Column("available", Boolean, nullable=False),
+            Column("metadata", JSON, nullable=False),
+            _id_column("category", nullable=True),
+            Column("created_at", BigInteger, nullable=False),
+            Column("updated_at", BigInteger, nullable=False),
+            Index(f"ix_{prefix}items_updated", "updated_at"),
+        )
+        impressions = Table(
+            f"{prefix}impressions",
+            md,
+            Column("id", pk, primary_key=True, autoincrement=True),
+            Column("request_id", String(64), nullable=False),
+            _id_column("user_id", nullable=True, index=False),
+            _id_column("item_id", nullable=False),
+            Column("position", Integer, nullable=False),
+            Column("model_version", String(200), nullable=False),
+            Column("reason", String(500), nullable=False),
+            Column("shown_at", BigInteger, nullable=False),
+            Index(f"ix_{prefix}impressions_user", "user_id"),
+        )
+        return cls(md, schema_version, events, items, impressions)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``version`` is applied once, in order, inside a transaction."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection, Tables], None]
+
+
+def _create(*names: str) -> Callable[[Connection, Tables], None]:
+    def apply(conn: Connection, tables: Tables) -> None:
+        for name in names:
+            getattr(tables, name).create(conn, checkfirst=True)
+
+    return apply
+
+
+def _create_events_item_index(conn: Connection, tables: Tables) -> None:
+    Index(
+        f"ix_{tables.events.name}_item_time", tables.events.c.item_id, tables.events.c.timestamp
+    ).create(conn, checkfirst=True)
+
+
+#: Every schema step in order. Append new steps; never edit an applied one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "events and item catalogue", _create("events", "items")),
+    Migration(2, "impression log", _create("impressions")),
+    Migration(3, "index events by item and time (popularity)", _create_events_item_index),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+# -- the store -------------------------------------------------------------------------------------
+def _masked(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid url>"
+
+
+class Store:
+    """Events, catalogue and impressions in one SQL database.
+
+    Args:
+        url: a SQLAlchemy URL: ``sqlite:///path/to/file.db`` (the embedded default; the file and
+            its folder are created) or ``postgresql+psycopg://user@host:5432/db``.
+        table_prefix: prepended to every table name (several stores in one database; tests).
+        sqlite_synchronous: SQLite's ``synchronous`` pragma in WAL mode: ``FULL`` makes every
+            commit survive a power cut, ``NORMAL`` only a crash of the process (faster).
+        busy_timeout_ms: how long a SQLite writer waits for another writer's lock.
+
+    Call `migrate` once before use (`RecService` does it at start).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table_prefix: str = "",
+        sqlite_synchronous: SqliteSync = "FULL",
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        if table_prefix and not table_prefix.replace("_", "").isalnum():
+            raise ConfigError(
+                f"table_prefix must hold letters, digits and underscores only, got {table_prefix!r}"
+            )
+        self.url = url
+        self.table_prefix = table_prefix
+        self.tables = Tables.build(table_prefix)
+        self.engine = self._make_engine(url, sqlite_synchronous, busy_timeout_ms)
+
+    # -- connection ----------------------------------------------------------------------------
+    @staticmethod
+    def _make_engine(url: str, synchronous: SqliteSync, busy_timeout_ms: int) -> Engine:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigError(
+                f"invalid database URL {url!r}: expected sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST:PORT/DB"
+            ) from exc
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or database.startswith("file:"):
+                raise ConfigError(
+                    f"the SQLite store needs a file path (sqlite:///PATH.db), got {url!r}: "
+                    "an in-memory database is neither durable nor shared between threads"
+                )
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA synchronous={synchronous}")
+                cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+                cur.close()
+
+            return engine
+        if backend == "postgresql":
+            return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        raise ConfigError(
+            f"unsupported database {backend!r} in {_masked(url)}: use sqlite:///PATH or "
+            "postgresql+psycopg://..."
+        )
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    def _insert(self, table: Table) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({_masked(self.url)!r}, table_prefix={self.table_prefix!r})"
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    # -- migrations ----------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        """Highest migration applied (0 for an empty database)."""
+        with self.engine.connect() as conn:
+            if not self.engine.dialect.has_table(conn, self.tables.schema_version.name):
+                return 0
+            value = conn.execute(select(func.max(self.tables.schema_version.c.version))).scalar()
+        return int(value or 0)
+
+    def migrate(self) -> int:
+        """Apply every pending migration in order; returns the schema version.
+
+        Concurrent starts are safe: on PostgreSQL an advisory lock serialises them; on SQLite
+        the database's write lock does.
+
+        Raises:
+            StoreError: if the database cannot be reached, or holds a newer schema than this
+                version of RecPilot knows.
+        """
+        t = self.tables
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                        {"name": t.schema_version.name},
+                    )
+                t.schema_version.create(conn, checkfirst=True)
+                current = int(
+                    conn.execute(select(func.max(t.schema_version.c.version))).scalar() or 0
+                )
+                if current > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store {_masked(self.url)} has schema version {current}, newer than "
+                        f"the {SCHEMA_VERSION} this RecPilot knows: upgrade RecPilot"
+                    )
+                for migration in MIGRATIONS:
+                    if migration.version <= current:
+                        continue
+                    migration.apply(conn, t)
+                    conn.execute(
+                        t.schema_version.insert().values(
+                            version=migration.version,
+                            description=migration.description,
+                            applied_at=now_ms(),
+                        )
+                    )
+                    logger.info(
+                        "store migrated to version %d: %s", migration.version, migration.description
+                    )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot migrate the store {_masked(self.url)}: {exc}") from exc
+        return SCHEMA_VERSION
+
+    def drop(self) -> None:
+        """Drop every table of this store (tests, teardown). The data are gone."""
+        self.tables.metadata.drop_all(self.engine)
+
+    # -- events --------------------------------------------------------------------------------
+    def add_events(self, records: Sequence[EventRecord]) -> AddResult:
+        """Store events durably; an ``event_id`` already stored (or repeated) is ignored.
+
+        Returns:
+            how many were stored, how many were duplicates, and the users that got new events.
+        """
+        unique: dict[str, EventRecord] = {}
+        for rec in records:
+            unique.setdefault(rec.event_id, rec)
+        if not unique:
+            return AddResult(0, len(records), frozenset())
+        received = now_ms()
+        rows = [
+            {
+                "event_id": r.event_id,
+                "user_id": r.user_id,
+                "item_id": r.item_id,
+                "event_type": r.event_type,
+                "timestamp": int(r.timestamp),
+                "value": r.value,
+                "session_id": r.session_id,
+                "received_at": received,
+            }
+            for r in unique.values()
+        ]
+        ev = self.tables.events
+        stmt = (
+            self._insert(ev)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(ev.c.event_id)
+        )
+        with self.engine.begin() as conn:
+            stored_ids = set(conn.execute(stmt, rows).scalars().all())
+        users = frozenset(unique[i].user_id for i in stored_ids)
+        return AddResult(len(stored_ids), len(records) - len(stored_ids), users)
+
+    def user_history(
+        self, user_id: str, limit: int = 200, event_types: Sequence[str] | None = None
+    ) -> list[HistoryEvent]:
+        """The user's ``limit`` most recent events, oldest first (ties in arrival order)."""
+        ev = self.tables.events
+        stmt = (
+            select(ev.c.item_id, ev.c.event_type, ev.c.timestamp)
+            .where(ev.c.user_id == user_id)
+            .order_by(ev.c.timestamp.desc(), ev.c.id.desc())
+            .limit(limit)
+        )
+        if event_types:
+            stmt = stmt.where(ev.c.event_type.in_(list(event_types)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [HistoryEvent(r.item_id, r.event_type, int(r.timestamp)) for r in reversed(rows)]
+
+    def popular_items(
+        self, since: int, limit: int = 500, event_types: Sequence[str] | None = None
+    ) -> list[tuple[str, int]]:
+        """``(item_id, events)`` of the items with most events at or after ``since`` (ms)."""
+        ev = self.tables.events
+        count = func.count().label("n")
+        stmt = (
+            select(ev.c.item_id, count)
+            .where(ev.c.timestamp >= since)
+            .group_by(ev.c.item_id)
+            .order_by(count.desc(), ev.c.item_id)
+            .limit(limit)
+        )
+        if event_types:
+            stmt = stmt.where(ev.c.event_type.in_(list(event_types)))
+        with self.engine.connect() as conn:
+            return [(r.item_id, int(r.n)) for r in conn.execute(stmt)]
+
+    def count_events(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(self.tables.events)).scalar() or 0
+            )
+
+    def events_frame(self, event_types: Sequence[str] | None = None) -> pl.DataFrame:
+        """Every stored event as a canonical event frame (`recpilot.data.schema`), in arrival
+        order; ``user_id``/``item_id`` are strings."""
+        ev = self.tables.events
+        stmt = select(
+            ev.c.user_id, ev.c.item_id, ev.c.timestamp, ev.c.event_type, ev.c.value, ev.c.session_id
+        ).order_by(ev.c.id)
+        if event_types:
+            stmt = stmt.where(ev.c.event_type.in_(list(event_types)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        schema = {
+            "user_id": pl.String,
+            "item_id": pl.String,
+            "timestamp": pl.Int64,
+            "event_type": pl.String,
+            "value": pl.Float64,
+            "session_id": pl.String,
+        }
+        return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+
+    # -- users ---------------------------------------------------------------------------------
+    def user_row_counts(self, user_id: str) -> dict[str, int]:
+        """Rows that mention the user, per table."""
+        t = self.tables
+        with self.engine.connect() as conn:
+            return {
+                "events": int(
+                    conn.execute(select(func.count()).where(t.events.c.user_id == user_id)).scalar()
+                    or 0
+                ),
+                "impressions": int(
+                    conn.execute(
+                        select(func.count()).where(t.impressions.c.user_id == user_id)
+                    ).scalar()
+                    or 0
+                ),
+            }
+
+    def erase_user(self, user_id: str) -> dict[str, int]:
+        """Delete every row about the user in one transaction; returns rows deleted per table."""
+        t = self.tables
+        with self.engine.begin() as conn:
+            n_events = conn.execute(delete(t.events).where(t.events.c.user_id == user_id)).rowcount
+            n_impr = conn.execute(
+                delete(t.impressions).where(t.impressions.c.user_id == user_id)
+            ).rowcount
+        return {"events": int(n_events or 0), "impressions": int(n_impr or 0)}
+
+    # -- catalogue -----------------------------------------------------------------------------
+    def put_items(self, items: Iterable[tuple[str, bool, dict[str, Any]]]) -> int:
+        """Insert or update catalogue rows ``(item_id, available, metadata)``.
+
+        ``created_at`` is kept from the first insert; the category comes from the metadata.
+        Returns the number of rows written.
+        """
+        ts = now_ms()
+        rows = {
+            item_id: {
+                "item_id": item_id,
+                "available": bool(available),
+                "metadata": dict(metadata),
+                "category": category_of(metadata),
+                "created_at": ts,
+                "updated_at": ts,
+            }
+            for item_id, available, metadata in items
+        }
+        if not rows:
+            return 0
+        it = self.tables.items
+        stmt = self._insert(it)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["item_id"],
+            set_={
+                "available": stmt.excluded.available,
+                "metadata": stmt.excluded.metadata,
+                "category": stmt.excluded.category,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, list(rows.values()))
+        return len(rows)
+
+    def delete_item(self, item_id: str) -> None:
+        """Remove an item from the catalogue: it stays as an unavailable tombstone (so it is
+        never recommended, even when the model knows it), with its metadata cleared."""
+        it = self.tables.items
+        ts = now_ms()
+        stmt = self._insert(it).values(
+            item_id=item_id,
+            available=False,
+            metadata={},
+            category=None,
+            created_at=ts,
+            updated_at=ts,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["item_id"],
+            set_={"available": False, "metadata": {}, "category": None, "updated_at": ts},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def get_item(self, item_id: str) -> ItemRecord | None:
+        it = self.tables.items
+        with self.engine.connect() as conn:
+            row = conn.execute(select(it).where(it.c.item_id == item_id)).first()
+        return None if row is None else _item(row)
+
+    def items_changed_since(self, since: int) -> list[ItemRecord]:
+        """Catalogue rows updated at or after ``since`` (ms); everything for ``since=0``."""
+        it = self.tables.items
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(it).where(it.c.updated_at >= since).order_by(it.c.updated_at)
+            ).all()
+        return [_item(r) for r in rows]
+
+    # -- impressions ---------------------------------------------------------------------------
+    def log_impressions(self, impressions: Sequence[Impression]) -> None:
+        if not impressions:
+            return
+        rows = [
+            {
+                "request_id": i.request_id,
+                "user_id": i.user_id,
+                "item_id": i.item_id,
+                "position": i.position,
+                "model_version": i.model_version[:200],
+                "reason": i.reason[:500],
+                "shown_at": i.shown_at,
+            }
+            for i in impressions
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(self.tables.impressions.insert(), rows)
+
+    def impressions(self, user_id: str | None = None) -> list[Impression]:
+        """Logged impressions (of one user when given), in logging order."""
+        imp = self.tables.impressions
+        stmt = select(imp).order_by(imp.c.id)
+        if user_id is not None:
+            stmt = stmt.where(imp.c.user_id == user_id)
+        with self.engine.connect() as conn:
+            return [
+                Impression(
+                    r.request_id,
+                    r.user_id,
+                    r.item_id,
+                    int(r.position),
+                    r.model_version,
+                    r.reason,
+                    int(r.shown_at),
+                )
+                for r in conn.execute(stmt)
+            ]
+
+
+def _item(row: Any) -> ItemRecord:
+    return ItemRecord(
+        item_id=row.item_id,
+        available=bool(row.available),
+        metadata=dict(row.metadata or {}),
+        category=row.category,
+        created_at=int(row.created_at),
+        updated_at=int(row.updated_at),
+    )
