@@ -67,8 +67,10 @@ def build_config(
     if model is not None:
         from recpilot.models.registry import model_names
 
-        if model not in model_names():
-            raise ConfigError(f"unknown model {model!r}; known models: {', '.join(model_names())}")
+        if model not in model_names(include_neural=True):
+            raise ConfigError(
+                f"unknown model {model!r}; known models: {', '.join(model_names(include_neural=True))}"
+            )
         current = raw.get("model") or {}
         raw["model"] = current if current.get("name") == model else {"name": model}
     if seed is not None:
