@@ -411,6 +411,11 @@ class ServiceSettings(StrictModel):
     )
     log_impressions: bool = True
     impression_flush_seconds: float = Field(1.0, gt=0)
+    ui: bool = Field(
+        True,
+        description="serve the web UI at /ui (it holds no key: the user types one, kept in "
+        "the browser tab only)",
+    )
 
 
 def load_service_settings(path: str | Path | None = None, **overrides: Any) -> ServiceSettings:

@@ -158,3 +158,43 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     finally:
         store.close()
+
+
+def test_concurrent_batches_are_group_committed_and_counted_once(store: Store) -> None:
+    """Threads post overlapping batches: every id is stored once, by exactly one batch, and
+    each batch is readable as soon as its call returns."""
+    results: list[tuple[int, int]] = []
+    missing: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(6)
+
+    def post(thread: int) -> None:
+        barrier.wait()
+        for b in range(8):
+            # ids shared by neighbouring threads: g{b}-{k} for k in thread and thread+1
+            batch = [
+                ev(f"g{b}-{(thread + j) % 7}-{j // 2}", f"u{thread}", "a", b) for j in range(10)
+            ]
+            result = store.add_events(batch)
+            ids = {r.event_id for r in batch}
+            with store.engine.connect() as conn:
+                table = store.tables.events
+                found = set(
+                    conn.execute(
+                        select(table.c.event_id).where(table.c.event_id.in_(ids))
+                    ).scalars()
+                )
+            with lock:
+                results.append((result.stored, result.duplicates))
+                missing.extend(ids - found)
+
+    threads = [threading.Thread(target=post, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not missing  # committed before add_events returned
+    unique = store.count_events()
+    assert sum(s for s, _ in results) == unique
+    assert sum(s + d for s, d in results) == 6 * 8 * 10
+    assert store._group.batches == 6 * 8 and store._group.transactions <= 6 * 8

@@ -6,6 +6,7 @@
   `ModelHolder` (atomic hot swap).
 - `recpilot.serving.service`: `RecService`, the plain-Python service the routes wrap.
 - `recpilot.serving.app`: ``create_app(settings)``, the FastAPI app (`recpilot serve`).
+- `recpilot.serving.webui`: the web UI at ``/ui`` (pages in ``ui/``) and its JSON routes.
 - `recpilot.serving.retrain`: `retrain`, promote-if-not-worse on the store's events.
 
 Importing this package imports none of them (FastAPI loads only with the app).

@@ -7,21 +7,25 @@ are pydantic schemas (the OpenAPI document at ``/openapi.json``, browsable at ``
 Errors answer ``{"error": code, "message": what was wrong, "details": [...]}`` with a 4xx
 status, and never carry a stack trace; unexpected failures are logged and answer 500.
 
-Not yet here (later increments of the serving issue): ``POST /predict`` (behaviour
-probabilities need the behaviour model), the web UI at ``/ui``.
+The web UI (``/ui``, `recpilot.serving.webui`) is served by the same app unless
+``ServiceSettings.ui`` is off. Not yet here: ``POST /predict`` (behaviour probabilities need the
+behaviour model).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, Security
 from fastapi import Path as PathParam
 from fastapi import Query as QueryParam
@@ -331,13 +335,90 @@ class BodyLimitMiddleware:
                 await error_response(413, "too_large", message)(scope, receive, send)
 
 
+@dataclass
+class _RouteStats:
+    count: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    recent: deque[tuple[float, float]] = field(default_factory=deque)  # (end, seconds)
+
+
+class RequestStats:
+    """Per-route request counts and the latencies of the most recent requests.
+
+    Prometheus histograms (``/metrics``) keep bucket counts only; the web UI's metrics page
+    shows exact percentiles over a sliding window of the last ``window`` requests per route.
+
+    Args:
+        window: latencies kept per route.
+    """
+
+    def __init__(self, window: int = 2048) -> None:
+        self.window = window
+        self.started = time.time()
+        self._started_monotonic = time.monotonic()
+        self._routes: dict[tuple[str, str], _RouteStats] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one answered request."""
+        with self._lock:
+            stats = self._routes.get((method, route))
+            if stats is None:
+                stats = self._routes[(method, route)] = _RouteStats(
+                    recent=deque(maxlen=self.window)
+                )
+            stats.count += 1
+            if status >= 500:
+                stats.server_errors += 1
+            elif status >= 400:
+                stats.client_errors += 1
+            stats.recent.append((time.monotonic(), seconds))
+
+    def snapshot(self, rate_window_s: float = 60.0) -> list[dict[str, Any]]:
+        """One row per route, busiest first: counts, p50/p95/p99 in ms over the window, and
+        requests per second over the last ``rate_window_s`` seconds."""
+        now = time.monotonic()
+        span = max(1e-9, min(rate_window_s, now - self._started_monotonic))
+        with self._lock:
+            routes = [
+                (key, s.count, s.client_errors, s.server_errors, list(s.recent))
+                for key, s in self._routes.items()
+            ]
+        routes.sort(key=lambda r: (-r[1], r[0][1], r[0][0]))  # busiest first
+        rows = []
+        for (method, route), count, client_errors, server_errors, recent in routes:
+            latencies = np.asarray([sec for _, sec in recent], dtype=np.float64) * 1000.0
+            p50, p95, p99 = (
+                np.percentile(latencies, [50, 95, 99]).tolist() if len(latencies) else [0.0] * 3
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "route": route,
+                    "count": count,
+                    "client_errors": client_errors,
+                    "server_errors": server_errors,
+                    "window": len(latencies),
+                    "p50_ms": p50,
+                    "p95_ms": p95,
+                    "p99_ms": p99,
+                    "per_second": sum(1 for end, _ in recent if now - end <= span) / span,
+                }
+            )
+        return rows
+
+
 class MetricsMiddleware:
     """Counts requests and times them per route template (``/users/{user_id}/...``)."""
 
-    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+    def __init__(
+        self, app: ASGIApp, requests: Counter, latency: Histogram, stats: RequestStats
+    ) -> None:
         self.app = app
         self.requests = requests
         self.latency = latency
+        self.stats = stats
 
     async def __call__(
         self,
@@ -363,8 +444,10 @@ class MetricsMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            self.latency.labels(method, path).observe(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            self.latency.labels(method, path).observe(seconds)
             self.requests.labels(method, path, str(status)).inc()
+            self.stats.observe(method, path, status, seconds)
 
 
 class ServiceCollector(Collector):
@@ -415,14 +498,16 @@ _api_key = APIKeyHeader(
 )
 
 
-def get_service(request: Request) -> RecService:
+# Dependencies are async: they never block, and FastAPI runs each sync dependency in the
+# thread pool (one thread hop each, about 0.1 ms per request).
+async def get_service(request: Request) -> RecService:
     service: RecService | None = getattr(request.app.state, "service", None)
     if service is None:
         raise HTTPException(503, "the service is starting; retry in a moment")
     return service
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     settings: ServiceSettings = request.app.state.settings
     return settings
 
@@ -431,12 +516,28 @@ ServiceDep = Annotated[RecService, Depends(get_service)]
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 
 
-def require(scope: Scope) -> Callable[..., str | None]:
-    """A dependency that checks the ``X-API-Key`` header for ``scope``; returns the key name."""
+def match_key(keys: list[_Key], given: str) -> _Key | None:
+    """The configured key equal to ``given`` (constant-time comparison), or None."""
+    secret = given.encode()
+    match = None
+    for k in keys:  # compare with every key: the time taken does not tell which matched
+        if hmac.compare_digest(k.secret, secret):
+            match = k
+    return match
 
-    def check(request: Request, key: Annotated[str | None, Security(_api_key)]) -> str | None:
+
+def require(scope: Scope, *, always: bool = False) -> Callable[..., Awaitable[str | None]]:
+    """A dependency that checks the ``X-API-Key`` header for ``scope``; returns the key name.
+
+    Args:
+        scope: the scope the key must have.
+        always: check a ``read`` key even when `ServiceSettings.read_requires_key` is off (the
+            web UI's routes that reveal stored behaviour: user lists and histories).
+    """
+
+    async def check(request: Request, key: Annotated[str | None, Security(_api_key)]) -> str | None:
         settings: ServiceSettings = request.app.state.settings
-        if scope == "read" and not settings.read_requires_key:
+        if scope == "read" and not settings.read_requires_key and not always:
             return None
         keys: list[_Key] = request.app.state.api_keys
         challenge = {"WWW-Authenticate": "ApiKey"}
@@ -451,8 +552,7 @@ def require(scope: Scope) -> Callable[..., str | None]:
             raise HTTPException(
                 401, f"missing API key: send it in the {API_KEY_HEADER} header", headers=challenge
             )
-        given = key.encode()
-        match = next((k for k in keys if hmac.compare_digest(k.secret, given)), None)
+        match = match_key(keys, key)
         if match is None:
             raise HTTPException(401, "invalid API key", headers=challenge)
         if scope not in match.scopes:
@@ -679,10 +779,17 @@ def create_app(settings: ServiceSettings, service: RecService | None = None) -> 
     )
     registry.register(ServiceCollector(app))
     app.state.metrics = registry
+    app.state.request_stats = RequestStats()
 
     for router in (events, recommendations, items, users, admin, ops):
         app.include_router(router)
+    if settings.ui:
+        from recpilot.serving.webui import ui_router
+
+        app.include_router(ui_router)
     _install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, requests=requests, latency=latency)  # outermost
+    app.add_middleware(  # outermost
+        MetricsMiddleware, requests=requests, latency=latency, stats=app.state.request_stats
+    )
     return app

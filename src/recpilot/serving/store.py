@@ -20,6 +20,7 @@ default, so an answered write survives a crash of the process and of the machine
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -235,6 +236,83 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
+# -- group commit ----------------------------------------------------------------------------------
+class _Pending:
+    """One caller's batch waiting in a `GroupCommit`."""
+
+    def __init__(self, batch: dict[str, EventRecord]) -> None:
+        self.batch = batch
+        self.wake = threading.Event()  # set when committed, or when this caller must lead
+        self.lead = False
+        self.stored: set[str] = set()
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Commits the batches of concurrent callers together (one transaction, one disk flush).
+
+    A caller that finds no commit running leads: it takes the waiting batches (its own first),
+    writes them with ``write`` in one transaction and hands each caller its result. Batches
+    that arrived meanwhile wait for the next group, which the first of their callers leads, so
+    no caller writes more than one group. Every caller returns only after the transaction
+    holding its batch has committed; a failed transaction fails every batch in it.
+
+    Args:
+        write: inserts a group of batches in one transaction; returns the ids each stored.
+        max_group: most batches committed together.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[dict[str, EventRecord]]], list[set[str]]],
+        max_group: int = 64,
+    ) -> None:
+        self.write = write
+        self.max_group = max_group
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._leading = False  # a group is being written (the queue waits for the next one)
+        self.transactions = 0
+        self.batches = 0
+
+    def commit(self, batch: dict[str, EventRecord]) -> set[str]:
+        """Write one batch (committed when this returns); the ids it newly stored."""
+        mine = _Pending(batch)
+        with self._lock:
+            self._queue.append(mine)
+            if not self._leading:
+                self._leading = mine.lead = True
+        if not mine.lead:
+            mine.wake.wait()
+        if mine.lead:  # from the start, or handed over by the previous group's leader
+            self._write_group()
+        if mine.error is not None:
+            raise mine.error
+        return mine.stored
+
+    def _write_group(self) -> None:
+        with self._lock:
+            group = self._queue[: self.max_group]  # the leader's own batch is the first
+            del self._queue[: len(group)]
+        try:
+            results = self.write([p.batch for p in group])
+            for pending, stored in zip(group, results, strict=True):
+                pending.stored = stored
+        except BaseException as exc:
+            for pending in group:
+                pending.error = exc
+        with self._lock:
+            self.transactions += 1
+            self.batches += len(group)
+            if self._queue:  # hand over: the next waiting caller writes the next group
+                self._queue[0].lead = True
+                self._queue[0].wake.set()
+            else:
+                self._leading = False
+        for pending in group:
+            pending.wake.set()
+
+
 # -- the store -------------------------------------------------------------------------------------
 def _masked(url: str) -> str:
     try:
@@ -273,6 +351,7 @@ class Store:
         self.table_prefix = table_prefix
         self.tables = Tables.build(table_prefix)
         self.engine = self._make_engine(url, sqlite_synchronous, busy_timeout_ms)
+        self._group = GroupCommit(self._insert_events)
 
     # -- connection ----------------------------------------------------------------------------
     @staticmethod
@@ -403,6 +482,12 @@ class Store:
     def add_events(self, records: Sequence[EventRecord]) -> AddResult:
         """Store events durably; an ``event_id`` already stored (or repeated) is ignored.
 
+        Batches that arrive while another is being committed are committed together in the
+        next transaction (group commit): each call still returns only once its own events are
+        committed, but concurrent callers share one disk flush instead of queueing for one
+        each. An ``event_id`` in two concurrent batches counts as stored for the one that came
+        first and as a duplicate for the other.
+
         Returns:
             how many were stored, how many were duplicates, and the users that got new events.
         """
@@ -411,20 +496,34 @@ class Store:
             unique.setdefault(rec.event_id, rec)
         if not unique:
             return AddResult(0, len(records), frozenset())
+        stored_ids = self._group.commit(unique)
+        users = frozenset(unique[i].user_id for i in stored_ids)
+        return AddResult(len(stored_ids), len(records) - len(stored_ids), users)
+
+    def _insert_events(self, batches: Sequence[dict[str, EventRecord]]) -> list[set[str]]:
+        """Insert several batches in one transaction; the ids each newly stored.
+
+        A batch's ids are its own first occurrences in the group (earlier batches win)."""
+        owner: dict[str, int] = {}
+        rows = []
         received = now_ms()
-        rows = [
-            {
-                "event_id": r.event_id,
-                "user_id": r.user_id,
-                "item_id": r.item_id,
-                "event_type": r.event_type,
-                "timestamp": int(r.timestamp),
-                "value": r.value,
-                "session_id": r.session_id,
-                "received_at": received,
-            }
-            for r in unique.values()
-        ]
+        for n, batch in enumerate(batches):
+            for event_id, r in batch.items():
+                if event_id in owner:
+                    continue
+                owner[event_id] = n
+                rows.append(
+                    {
+                        "event_id": r.event_id,
+                        "user_id": r.user_id,
+                        "item_id": r.item_id,
+                        "event_type": r.event_type,
+                        "timestamp": int(r.timestamp),
+                        "value": r.value,
+                        "session_id": r.session_id,
+                        "received_at": received,
+                    }
+                )
         ev = self.tables.events
         stmt = (
             self._insert(ev)
@@ -432,9 +531,11 @@ class Store:
             .returning(ev.c.event_id)
         )
         with self.engine.begin() as conn:
-            stored_ids = set(conn.execute(stmt, rows).scalars().all())
-        users = frozenset(unique[i].user_id for i in stored_ids)
-        return AddResult(len(stored_ids), len(records) - len(stored_ids), users)
+            stored = conn.execute(stmt, rows).scalars().all()
+        out: list[set[str]] = [set() for _ in batches]
+        for event_id in stored:
+            out[owner[event_id]].add(event_id)
+        return out
 
     def user_history(
         self, user_id: str, limit: int = 200, event_types: Sequence[str] | None = None
@@ -470,6 +571,34 @@ class Store:
             stmt = stmt.where(ev.c.event_type.in_(list(event_types)))
         with self.engine.connect() as conn:
             return [(r.item_id, int(r.n)) for r in conn.execute(stmt)]
+
+    def recent_users(self, limit: int = 50, scan: int = 20_000) -> list[tuple[str, int, int]]:
+        """``(user_id, events, newest timestamp)`` of the users whose events arrived last.
+
+        Only the ``scan`` most recently received events are looked at (a bounded read however
+        large the store), so a user whose last event is older than that is not listed.
+        """
+        ev = self.tables.events
+        latest = select(ev.c.user_id, ev.c.id).order_by(ev.c.id.desc()).limit(scan).subquery()
+        last_id = func.max(latest.c.id)
+        order = select(latest.c.user_id).group_by(latest.c.user_id).order_by(last_id.desc())
+        with self.engine.connect() as conn:
+            user_ids = list(conn.execute(order.limit(limit)).scalars())
+            if not user_ids:
+                return []
+            counts = {
+                r.user_id: (int(r.n), int(r.ts))
+                for r in conn.execute(
+                    select(
+                        ev.c.user_id,
+                        func.count().label("n"),
+                        func.max(ev.c.timestamp).label("ts"),
+                    )
+                    .where(ev.c.user_id.in_(user_ids))
+                    .group_by(ev.c.user_id)
+                )
+            }
+        return [(u, *counts[u]) for u in user_ids if u in counts]
 
     def count_events(self) -> int:
         with self.engine.connect() as conn:
