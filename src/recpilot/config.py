@@ -239,8 +239,51 @@ class SASRecConfig(StrictModel):
         return self
 
 
+class BERT4RecConfig(SASRecConfig):
+    """BERT4Rec (Sun et al. 2019): bidirectional blocks trained by masked-item prediction.
+
+    Shares SASRec's fields (the same embeddings, losses and samplers); ``max_len`` counts the
+    ``[MASK]`` appended at inference, so the model reads the last ``max_len - 1`` events. The
+    loss is computed at the masked positions only.
+    """
+
+    name: Literal["bert4rec"] = "bert4rec"  # type: ignore[assignment]
+    max_len: int = Field(200, ge=2, description="input slots, the appended [MASK] included")
+    mask_prob: float = Field(
+        0.2, gt=0, le=1, description="share of positions hidden behind [MASK] in training"
+    )
+
+
+class HSTUConfig(SASRecConfig):
+    """HSTU-style generative recommender (Zhai et al. 2024): pointwise aggregated attention.
+
+    Shares SASRec's fields (the same embeddings, losses and samplers); ``d_ff``,
+    ``attn_dropout`` and ``positions`` do not apply (an HSTU block has no feed-forward layer
+    and no softmax; positions count from the most recent event).
+    """
+
+    name: Literal["hstu"] = "hstu"  # type: ignore[assignment]
+    time_buckets: int = Field(
+        32, ge=0, description="log-2 buckets of time gaps in the relative attention bias; 0: off"
+    )
+    position_bias: bool = Field(True, description="relative position bias in the attention")
+    time_dropout: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="share of training sequences whose timestamps are hidden, so the model also "
+        "serves queries without event times",
+    )
+
+
 ModelConfig = Annotated[
-    PopularityConfig | ItemKNNConfig | EASEConfig | ALSConfig | SASRecConfig,
+    PopularityConfig
+    | ItemKNNConfig
+    | EASEConfig
+    | ALSConfig
+    | SASRecConfig
+    | BERT4RecConfig
+    | HSTUConfig,
     Field(discriminator="name"),
 ]
 

@@ -11,7 +11,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,11 +148,15 @@ def to_model_space(eval_set: EvalSet, data: Interactions, model: Recommender) ->
         return eval_set
     users = eval_set.users if same_users else np.full(len(eval_set), -1, dtype=np.int64)
     if same_items:
-        return EvalSet(eval_set.name, users, eval_set.histories, eval_set.targets, eval_set.cutoffs)
+        return replace(eval_set, users=users)
     mapping = model.items_.index(data.items.ids, missing="unknown")
-    hists = tuple(h[h >= 0] for h in (mapping[h] for h in eval_set.histories))
+    mapped = [mapping[h] for h in eval_set.histories]
+    hists = tuple(h[h >= 0] for h in mapped)
+    times = None
+    if eval_set.history_times is not None:
+        times = tuple(t[h >= 0] for t, h in zip(eval_set.history_times, mapped, strict=True))
     targets = tuple(t[t >= 0] for t in (mapping[t] for t in eval_set.targets))
-    return EvalSet(eval_set.name, users, hists, targets, eval_set.cutoffs)
+    return EvalSet(eval_set.name, users, hists, targets, eval_set.cutoffs, times)
 
 
 def evaluate(
@@ -171,6 +175,9 @@ def evaluate(
             tuple(h for h, k in zip(eval_set.histories, known, strict=True) if k),
             tuple(t for t, k in zip(eval_set.targets, known, strict=True) if k),
             eval_set.cutoffs[known],
+            None
+            if eval_set.history_times is None
+            else tuple(t for t, k in zip(eval_set.history_times, known, strict=True) if k),
         )
         logger.warning(
             "%d %s users have targets the model's vocabulary does not know; they count as misses",

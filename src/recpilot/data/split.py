@@ -18,7 +18,9 @@ class EvalSet:
 
     ``histories[b]`` holds the item indices that precede user ``users[b]``'s targets, in time
     order; ``targets[b]`` the item indices to predict (one per user for leave-one-out);
-    ``cutoffs[b]`` the time of the first target (no history event is later).
+    ``cutoffs[b]`` the time of the first target (no history event is later);
+    ``history_times[b]`` (optional) the event times aligned with ``histories[b]``, for models
+    with time features.
     """
 
     name: str
@@ -26,6 +28,7 @@ class EvalSet:
     histories: tuple[IntArray, ...]
     targets: tuple[IntArray, ...]
     cutoffs: IntArray
+    history_times: tuple[IntArray, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -78,15 +81,22 @@ def leave_one_out(data: Interactions) -> Split:
     items = data.item_idx
     val_hist = tuple(items[ptr[u] : r] for u, r in zip(evaluated, val_rows, strict=True))
     test_hist = tuple(items[ptr[u] : r] for u, r in zip(evaluated, test_rows, strict=True))
+    times = data.timestamp
     validation = EvalSet(
         "validation",
         evaluated,
         val_hist,
         tuple(items[val_rows, None]),
-        data.timestamp[val_rows],
+        times[val_rows],
+        tuple(times[ptr[u] : r] for u, r in zip(evaluated, val_rows, strict=True)),
     )
     test = EvalSet(
-        "test", evaluated, test_hist, tuple(items[test_rows, None]), data.timestamp[test_rows]
+        "test",
+        evaluated,
+        test_hist,
+        tuple(items[test_rows, None]),
+        times[test_rows],
+        tuple(times[ptr[u] : r] for u, r in zip(evaluated, test_rows, strict=True)),
     )
     return Split("leave_one_out", train, train_val, validation, test)
 
@@ -96,7 +106,7 @@ def _period_set(
 ) -> EvalSet:
     """Targets = distinct items of ``target_mask`` rows not already in the user's history."""
     ptr = data.user_ptr
-    users, hists, targets = [], [], []
+    users, hists, hist_times, targets = [], [], [], []
     for u in np.unique(data.user_idx[target_mask]):
         rows = slice(ptr[u], ptr[u + 1])
         hist = data.item_idx[rows][before[rows]]
@@ -107,6 +117,7 @@ def _period_set(
         if len(tgt):
             users.append(u)
             hists.append(hist)
+            hist_times.append(data.timestamp[rows][before[rows]])
             targets.append(tgt)
     return EvalSet(
         name,
@@ -114,6 +125,7 @@ def _period_set(
         tuple(hists),
         tuple(targets),
         np.full(len(users), cutoff, dtype=np.int64),
+        tuple(hist_times),
     )
 
 

@@ -453,7 +453,9 @@ class Evaluator:
             hi = min(n, lo + batch_size)
             histories = eval_set.histories[lo:hi]
             targets = eval_set.targets[lo:hi]
-            scores = self._score_into(model, Query(eval_set.users[lo:hi], histories), buffer)
+            times = None if eval_set.history_times is None else eval_set.history_times[lo:hi]
+            query = Query(eval_set.users[lo:hi], histories, times)
+            scores = self._score_into(model, query, buffer)
             rows, items = (
                 history_pairs(histories, n_items)
                 if cfg.exclude_seen

@@ -38,11 +38,13 @@ class Query:
     ``users[b]`` is a training user index or -1 (unknown / anonymous); ``histories[b]`` holds the
     item indices the user interacted with, in time order. Models that need no history (popularity)
     ignore it; sequence and item-based models score from the history, so they serve users they
-    never saw in training.
+    never saw in training. ``timestamps`` (optional) holds the event times aligned with
+    ``histories``, for models with time features (HSTU); None when unknown.
     """
 
     users: IntArray
     histories: tuple[IntArray, ...]
+    timestamps: tuple[IntArray, ...] | None = None
 
     def __post_init__(self) -> None:
         users = np.asarray(self.users, dtype=np.int64).reshape(-1)
@@ -51,15 +53,22 @@ class Query:
         object.__setattr__(self, "histories", hist)
         if len(users) != len(hist):
             raise ValueError(f"Query: {len(users)} users but {len(hist)} histories")
+        if self.timestamps is not None:
+            times = tuple(np.asarray(t, dtype=np.int64).reshape(-1) for t in self.timestamps)
+            if [len(t) for t in times] != [len(h) for h in hist]:
+                raise ValueError("Query: timestamps must have one entry per history event")
+            object.__setattr__(self, "timestamps", times)
 
     def __len__(self) -> int:
         return len(self.users)
 
     @classmethod
     def for_users(cls, data: Interactions, users: Sequence[int] | np.ndarray) -> Query:
-        """Known users with their full history in ``data``."""
+        """Known users with their full history (and its event times) in ``data``."""
         users = np.asarray(users, dtype=np.int64)
-        return cls(users, tuple(data.histories(users)))
+        ptr = data.user_ptr
+        times = tuple(data.timestamp[ptr[u] : ptr[u + 1]] for u in users)
+        return cls(users, tuple(data.histories(users)), times)
 
     @classmethod
     def from_histories(cls, histories: Sequence[Sequence[int] | np.ndarray]) -> Query:

@@ -31,9 +31,13 @@ def baseline_classes() -> dict[str, type[Recommender]]:
 
 def model_classes() -> dict[str, type[Recommender]]:
     """Every registered recommender by name: the baselines, then the sequence models."""
-    from recpilot.models.sequential import SASRecRecommender
+    from recpilot.models.sequential import (
+        BERT4RecRecommender,
+        HSTURecommender,
+        SASRecRecommender,
+    )
 
-    classes: list[type[Recommender]] = [SASRecRecommender]
+    classes: list[type[Recommender]] = [SASRecRecommender, BERT4RecRecommender, HSTURecommender]
     return {**baseline_classes(), **{cls.name: cls for cls in classes}}
 
 

@@ -1,4 +1,4 @@
-"""Sequence recommenders behind the `Recommender` contract: SASRec.
+"""Sequence recommenders behind the `Recommender` contract: SASRec, BERT4Rec, HSTU.
 
 The wrapper turns `Interactions` into training batches, trains the `SASRec` module with the
 `Trainer` (early stopping on the validation set given to `fit`), and scores queries from their
@@ -7,6 +7,11 @@ histories alone, so users never seen in training are served like known ones.
 An empty history carries no signal for a sequence model; its scores are the training
 popularity prior ``log p(item)`` (add-one smoothed), the best guess without a history and on
 the same log-probability scale as the full-softmax logits.
+
+The three models share the item table, the tied head, the losses and the negative samplers
+(chosen by the same config fields), so they compare on equal terms; a subclass changes only
+the module (`_make_module`), the training loss of a batch (`_batch_loss`) and the query
+encoder (`_hidden`).
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from recpilot.config import EvaluationConfig, SASRecConfig
+from recpilot.config import BERT4RecConfig, EvaluationConfig, HSTUConfig, SASRecConfig
 from recpilot.data.interactions import Interactions
 from recpilot.data.split import EvalSet
-from recpilot.errors import ArtifactError
+from recpilot.errors import ArtifactError, DataError
 from recpilot.models.base import Query, Recommender
+from recpilot.models.nn.bert4rec import BERT4Rec, BERT4RecModuleConfig, mask_positions
+from recpilot.models.nn.embeddings import ItemEmbedding
+from recpilot.models.nn.hstu import HSTU, HSTUModuleConfig
 from recpilot.models.nn.losses import (
     FullSoftmaxLoss,
     GBCELoss,
@@ -34,7 +42,7 @@ from recpilot.models.nn.losses import (
     UniformSampler,
 )
 from recpilot.models.nn.sasrec import SASRec, SASRecModuleConfig
-from recpilot.training.batching import SequenceBatch, SequenceBatcher, pack_right
+from recpilot.training.batching import SequenceBatch, SequenceBatcher, pack_right, pack_times
 from recpilot.training.trainer import Trainer, TrainingResult, native_bf16
 from recpilot.types import FloatArray
 
@@ -89,6 +97,13 @@ def sequence_loss(module: SASRec, loss: Loss, batch: SequenceBatch) -> torch.Ten
     return loss(hidden[has_target], batch.targets[has_target], module.item_weight())  # (N, D)
 
 
+def _items(module: nn.Module) -> ItemEmbedding:
+    """The item table (and tied head) every sequence module keeps as ``module.items``."""
+    items = module.items
+    assert isinstance(items, ItemEmbedding)
+    return items
+
+
 class SASRecRecommender(Recommender):
     """SASRec next-item recommender (SASRec+ recipe by default: full softmax, all positions).
 
@@ -110,7 +125,7 @@ class SASRecRecommender(Recommender):
 
     def __init__(self, config: SASRecConfig | None = None, **options: object) -> None:
         super().__init__(config, **options)
-        self.module_: SASRec | None = None
+        self.module_: nn.Module | None = None
         self.prior_: FloatArray | None = None
         self.training_: TrainingResult | None = None
 
@@ -129,27 +144,53 @@ class SASRecRecommender(Recommender):
             positions=c.positions,
         )
 
-    def _build_module(self, n_items: int) -> SASRec:
+    def _make_module(self, n_items: int) -> nn.Module:
+        """The untrained module for a catalogue of ``n_items`` (seeded by the caller)."""
+        return SASRec(self.module_config(n_items))
+
+    def _build_module(self, n_items: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            return SASRec(self.module_config(n_items))
+            return self._make_module(n_items)
+
+    def _input_len(self) -> int:
+        """Input positions per training sample (the batcher's ``max_len``)."""
+        return self.config.max_len
+
+    def _batch_loss(self, module: nn.Module, loss: Loss, batch: SequenceBatch) -> torch.Tensor:
+        """Scalar training loss of one batch (SASRec: next item at every position)."""
+        assert isinstance(module, SASRec)
+        return sequence_loss(module, loss, batch)
+
+    def _hidden(
+        self, module: nn.Module, histories: list[np.ndarray], times: list[np.ndarray] | None
+    ) -> torch.Tensor:
+        """``(b, D)`` next-item query vectors of ``b`` non-empty histories (inference mode).
+
+        Args:
+            module: the trained module.
+            histories: item indices per row, in time order.
+            times: event times aligned with ``histories``, or None when unknown.
+        """
+        assert isinstance(module, SASRec)
+        tokens, lens = pack_right(histories, self._input_len())
+        return module.last_hidden(tokens, lens)
 
     def _fit(self, data: Interactions, validation: EvalSet | None = None) -> None:
         cfg = self.config
         module = self._build_module(data.n_items)
         batcher = SequenceBatcher(
-            data, cfg.max_len, cfg.training.batch_size, cfg.training.length_bucketing
+            data, self._input_len(), cfg.training.batch_size, cfg.training.length_bucketing
         )
         if batcher.n_sequences == 0:
-            from recpilot.errors import DataError
-
             raise DataError(
-                "SASRec needs users with at least 2 events to learn from, the training data "
-                "has none"
+                f"{type(self).__name__} needs users with at least 2 events to learn from, the "
+                "training data has none"
             )
         loss = make_loss(cfg, data)
         logger.info(
-            "sasrec: %d sequences, %d targets per epoch, %d parameters, loss %s",
+            "%s: %d sequences, %d targets per epoch, %d parameters, loss %s",
+            self.name,
             batcher.n_sequences,
             batcher.n_targets,
             sum(p.numel() for p in module.parameters()),
@@ -162,7 +203,7 @@ class SASRecRecommender(Recommender):
             validate = self._validator(validation)
         with self._provisionally_fitted(data):
             self.training_ = Trainer(cfg.training, module, seed=cfg.seed).fit(
-                batcher, lambda batch: sequence_loss(module, loss, batch), validate
+                batcher, lambda batch: self._batch_loss(module, loss, batch), validate
             )
         module.eval()
 
@@ -198,6 +239,9 @@ class SASRecRecommender(Recommender):
             tuple(validation.histories[i] for i in order),
             tuple(validation.targets[i] for i in order),
             validation.cutoffs[order],
+            None
+            if validation.history_times is None
+            else tuple(validation.history_times[i] for i in order),
         )
 
         def validate() -> dict[str, float]:
@@ -211,7 +255,11 @@ class SASRecRecommender(Recommender):
         assert self.module_ is not None and self.prior_ is not None
         module = self.module_
         n_items = len(self.prior_)
-        histories = [h[(h >= 0) & (h < n_items)] for h in query.histories]
+        known = [(h >= 0) & (h < n_items) for h in query.histories]
+        histories = [h[ok] for h, ok in zip(query.histories, known, strict=True)]
+        times = None
+        if query.timestamps is not None:
+            times = [t[ok] for t, ok in zip(query.timestamps, known, strict=True)]
         scores = np.empty((len(query), n_items), dtype=np.float32)
         lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
         scores[lengths == 0] = self.prior_
@@ -225,9 +273,12 @@ class SASRecRecommender(Recommender):
                 step = self.config.eval_batch_size
                 for lo in range(0, len(rows), step):
                     chunk = rows[lo : lo + step]
-                    tokens, lens = pack_right([histories[r] for r in chunk], self.config.max_len)
-                    hidden = module.last_hidden(tokens, lens)  # (b, D)
-                    scores[chunk] = module.logits(hidden).float().numpy()  # (b, I)
+                    hidden = self._hidden(
+                        module,
+                        [histories[r] for r in chunk],
+                        None if times is None else [times[r] for r in chunk],
+                    )  # (b, D)
+                    scores[chunk] = _items(module).logits(hidden).float().numpy()  # (b, I)
         finally:
             module.train(was_training)
         return scores
@@ -242,18 +293,133 @@ class SASRecRecommender(Recommender):
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         state = dict(state)
         if PRIOR not in state:
-            raise ArtifactError(f"SASRecRecommender: the weights file lacks {PRIOR!r}")
+            raise ArtifactError(f"{type(self).__name__}: the weights file lacks {PRIOR!r}")
         prior = np.asarray(state.pop(PRIOR), dtype=np.float32)
         if prior.shape != (self.n_items,):
             raise ArtifactError(
-                f"SASRecRecommender: {PRIOR!r} has shape {prior.shape}, expected ({self.n_items},)"
+                f"{type(self).__name__}: {PRIOR!r} has shape {prior.shape}, expected "
+                f"({self.n_items},)"
             )
-        module = SASRec(self.module_config(self.n_items))
+        module = self._make_module(self.n_items)
         try:
             module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
         except RuntimeError as exc:
             raise ArtifactError(
-                f"SASRecRecommender: the weights do not fit the configured architecture: {exc}"
+                f"{type(self).__name__}: the weights do not fit the configured architecture: {exc}"
             ) from exc
         self.module_ = module.eval()
         self.prior_ = prior
+
+
+def masked_item_loss(
+    module: BERT4Rec, loss: Loss, batch: SequenceBatch, mask_prob: float
+) -> torch.Tensor:
+    """BERT4Rec's cloze loss: hide random positions behind ``[MASK]`` and predict their items.
+
+    The batch holds next-item pairs of ``max_len - 1`` inputs; the whole sequence is its first
+    input followed by every target, so one batcher serves both training styles.
+
+    Args:
+        module: the model.
+        loss: ``(hidden (N, D), targets (N,), item_weight (I, D))`` → scalar.
+        batch: right-padded sequences with next-item targets.
+        mask_prob: share of real positions masked (at least one per row, never padding).
+    """
+    rest = (batch.targets + 1).clamp_min(0)  # (B, L): target tokens, -1 → padding
+    tokens = torch.cat([batch.tokens[:, :1], rest], dim=1)  # (B, L + 1) whole sequences
+    lengths = batch.lengths + 1
+    masked = mask_positions(lengths, tokens.shape[1], mask_prob)  # (B, L + 1)
+    hidden = module(torch.where(masked, module.mask_token, tokens), lengths)  # (B, L + 1, D)
+    return loss(hidden[masked], tokens[masked] - 1, module.item_weight())
+
+
+class BERT4RecRecommender(SASRecRecommender):
+    """BERT4Rec next-item recommender: bidirectional blocks, masked-item training.
+
+    Same embeddings, losses, samplers, trainer and scoring path as `SASRecRecommender`; the
+    next-item query is the output at a ``[MASK]`` appended after the history.
+    """
+
+    name: ClassVar[str] = "bert4rec"
+    config_class = BERT4RecConfig
+    config: BERT4RecConfig
+
+    def module_config(self, n_items: int) -> BERT4RecModuleConfig:  # type: ignore[override]
+        c = self.config
+        return BERT4RecModuleConfig(
+            n_items=n_items,
+            max_len=c.max_len,
+            d_model=c.d_model,
+            n_layers=c.n_layers,
+            n_heads=c.n_heads,
+            d_ff=c.d_ff,
+            dropout=c.dropout,
+            attn_dropout=c.attn_dropout,
+            positions=c.positions,
+        )
+
+    def _make_module(self, n_items: int) -> nn.Module:
+        return BERT4Rec(self.module_config(n_items))
+
+    def _input_len(self) -> int:
+        return self.config.max_len - 1  # one slot for the [MASK] query
+
+    def _batch_loss(self, module: nn.Module, loss: Loss, batch: SequenceBatch) -> torch.Tensor:
+        assert isinstance(module, BERT4Rec)
+        return masked_item_loss(module, loss, batch, self.config.mask_prob)
+
+    def _hidden(
+        self, module: nn.Module, histories: list[np.ndarray], times: list[np.ndarray] | None
+    ) -> torch.Tensor:
+        assert isinstance(module, BERT4Rec)
+        tokens, lens = pack_right(histories, self._input_len())
+        return module.last_hidden(tokens, lens)
+
+
+class HSTURecommender(SASRecRecommender):
+    """HSTU-style generative recommender: causal HSTU blocks with relative position/time bias.
+
+    Same embeddings, losses, samplers, trainer and scoring path as `SASRecRecommender`.
+    Training reads event times from the `Interactions` (hiding them for ``time_dropout`` of
+    the sequences); scoring uses ``Query.timestamps`` when given (``Query.for_users`` and the
+    evaluator's ``EvalSet.history_times`` fill them), else the learned "unknown time" bias.
+    """
+
+    name: ClassVar[str] = "hstu"
+    config_class = HSTUConfig
+    config: HSTUConfig
+
+    def module_config(self, n_items: int) -> HSTUModuleConfig:  # type: ignore[override]
+        c = self.config
+        return HSTUModuleConfig(
+            n_items=n_items,
+            max_len=c.max_len,
+            d_model=c.d_model,
+            n_layers=c.n_layers,
+            n_heads=c.n_heads,
+            dropout=c.dropout,
+            time_buckets=c.time_buckets,
+            position_bias=c.position_bias,
+        )
+
+    def _make_module(self, n_items: int) -> nn.Module:
+        return HSTU(self.module_config(n_items))
+
+    def _batch_loss(self, module: nn.Module, loss: Loss, batch: SequenceBatch) -> torch.Tensor:
+        assert isinstance(module, HSTU)
+        times = batch.timestamps  # (B, L) or None
+        p = self.config.time_dropout
+        if times is not None and p > 0:
+            hide = torch.rand(len(batch)) < p  # (B,)
+            times = torch.where(hide[:, None], -1, times)
+        hidden = module(batch.tokens, batch.lengths, times)  # (B, L, D)
+        has_target = batch.targets >= 0
+        return loss(hidden[has_target], batch.targets[has_target], module.item_weight())
+
+    def _hidden(
+        self, module: nn.Module, histories: list[np.ndarray], times: list[np.ndarray] | None
+    ) -> torch.Tensor:
+        assert isinstance(module, HSTU)
+        tokens, lens = pack_right(histories, self.config.max_len)
+        stamps = None if times is None else pack_times(times, self.config.max_len)
+        return module.last_hidden(tokens, lens, stamps)

@@ -27,11 +27,13 @@ class SequenceBatch:
         tokens: ``(B, L)`` int64 input tokens (item index + 1; 0 = padding).
         lengths: ``(B,)`` int64 real positions per row (``>= 1``).
         targets: ``(B, L)`` int64 next item index per position, -1 at padding.
+        timestamps: ``(B, L)`` int64 event times of the inputs (0 at padding), or None.
     """
 
     tokens: torch.Tensor
     lengths: torch.Tensor
     targets: torch.Tensor
+    timestamps: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -40,6 +42,23 @@ class SequenceBatch:
     def n_targets(self) -> int:
         """Positions with a target (the sum of ``lengths``)."""
         return int(self.lengths.sum())
+
+
+def pack_times(histories: Sequence[np.ndarray], max_len: int) -> torch.Tensor:
+    """Right-padded event times, laid out as `pack_right` lays out the items.
+
+    Args:
+        histories: ``B`` non-empty arrays of event times, aligned with the item histories.
+        max_len: longest row kept (older events are cut).
+
+    Returns:
+        ``(B, L)`` int64, 0 at padding.
+    """
+    lengths = [min(len(h), max_len) for h in histories]
+    out = np.zeros((len(histories), max(lengths, default=0)), dtype=np.int64)
+    for row, (h, n) in enumerate(zip(histories, lengths, strict=True)):
+        out[row, :n] = np.asarray(h[len(h) - n :], dtype=np.int64)
+    return torch.from_numpy(out)
 
 
 def pack_right(histories: Sequence[np.ndarray], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +113,7 @@ class SequenceBatcher:
         self.starts: IntArray = ptr[users + 1] - window  # first event of each sample
         self.lengths: IntArray = window - 1  # input positions = targets per sample
         self._items = np.ascontiguousarray(data.item_idx, dtype=np.int64)
+        self._times = np.ascontiguousarray(data.timestamp, dtype=np.int64)
 
     @property
     def n_sequences(self) -> int:
@@ -123,8 +143,12 @@ class SequenceBatcher:
         last = len(self._items) - 1
         tokens = np.where(valid, self._items[np.minimum(idx, last)] + 1, 0)
         targets = np.where(valid, self._items[np.minimum(idx + 1, last)], -1)
+        times = np.where(valid, self._times[np.minimum(idx, last)], 0)
         return SequenceBatch(
-            torch.from_numpy(tokens), torch.from_numpy(lengths.copy()), torch.from_numpy(targets)
+            torch.from_numpy(tokens),
+            torch.from_numpy(lengths.copy()),
+            torch.from_numpy(targets),
+            torch.from_numpy(times),
         )
 
     def order(self, rng: np.random.Generator) -> list[IntArray]:

@@ -133,3 +133,54 @@ class PositionEmbedding(nn.Module):
             ``(B, L, D)``.
         """
         return self.table(positions)
+
+
+def time_gap_buckets(gaps: torch.Tensor, n_buckets: int, base: float = 2.0) -> torch.Tensor:
+    """Logarithmic buckets of time gaps (as HSTU's relative time bias and TiSASRec do).
+
+    Bucket ``j`` holds gaps in ``[base**j, base**(j+1))`` (gaps below 1 go to bucket 0), capped at
+    ``n_buckets - 1``: fine resolution for seconds-apart events, coarse for months-apart ones.
+    Non-decreasing in ``|gap|``.
+
+    Args:
+        gaps: ``(...)`` int64 or float time differences (the sign is ignored).
+        n_buckets: number of buckets (``>= 1``).
+        base: ratio between consecutive bucket edges (``> 1``).
+
+    Returns:
+        ``(...)`` int64 buckets in ``[0, n_buckets)``.
+    """
+    if n_buckets < 1 or base <= 1.0:
+        raise ValueError(f"need n_buckets >= 1 and base > 1, got {n_buckets} and {base}")
+    g = gaps.abs().to(torch.float64).clamp_min(1.0)
+    # float64 log keeps exact powers of the base on their own bucket edge
+    buckets = torch.floor(torch.log(g) / math.log(base) + 1e-9).long()
+    return buckets.clamp(0, n_buckets - 1)
+
+
+class EventTypeEmbedding(nn.Module):
+    """Learned vector per event type (view, click, cart, buy, ...), added to the item vectors.
+
+    Args:
+        n_types: number of event types (row ``n_types`` is "unknown" and stays trainable).
+        d_model: embedding size ``D``.
+        init_std: standard deviation of the normal initialisation.
+    """
+
+    def __init__(self, n_types: int, d_model: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.n_types = n_types
+        self.table = nn.Embedding(n_types + 1, d_model)
+        nn.init.normal_(self.table.weight, std=init_std)
+
+    def forward(self, types: torch.Tensor) -> torch.Tensor:
+        """Look up event types.
+
+        Args:
+            types: ``(B, L)`` int64 type codes; negative or ``>= n_types`` means unknown.
+
+        Returns:
+            ``(B, L, D)``.
+        """
+        known = (types >= 0) & (types < self.n_types)
+        return self.table(torch.where(known, types, self.n_types))
