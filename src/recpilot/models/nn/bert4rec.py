@@ -8,14 +8,13 @@ the items behind them; inference appends it after the history and reads its outp
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from recpilot.models.nn.blocks import Dropout, TransformerBlock
+from recpilot.models.nn.blocks import Dropout, TransformerBlock, init_gpt2_weights
 from recpilot.models.nn.embeddings import (
     PAD,
     ItemEmbedding,
@@ -103,20 +102,7 @@ class BERT4Rec(nn.Module):
             for _ in range(config.n_layers)
         )
         self.ln_f = nn.LayerNorm(d)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # as SASRec: GPT-2 initialisation with scaled residual projections
-        for name, p in self.named_parameters():
-            if name.startswith(("items.", "positions.")) or p.dim() < 2:
-                continue
-            std = 0.02
-            if name.endswith(("attn.proj.weight", "ffn.down.weight")):
-                std /= math.sqrt(2 * self.config.n_layers)
-            nn.init.normal_(p, std=std)
-        for m in self.modules():
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
+        init_gpt2_weights(self, config.n_layers)
 
     def embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` tokens (``I + 1`` = ``[MASK]``) → ``(B, L, D)`` embeddings with dropout."""

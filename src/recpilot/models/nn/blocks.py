@@ -7,6 +7,8 @@ padding mask).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -203,3 +205,22 @@ class TransformerBlock(nn.Module):
         h = x[torch.arange(len(index), device=x.device), index]  # (B, D)
         h = h + self.attn.forward_at(self.ln_attn(x), index)
         return h + self.ffn(self.ln_ffn(h))
+
+
+def init_gpt2_weights(module: nn.Module, n_layers: int) -> None:
+    """GPT-2 initialisation shared by the Transformer models.
+
+    N(0, 0.02) matrices, zero biases, residual output projections scaled by
+    1/sqrt(2 * layers) so the residual stream keeps its scale; item and position tables keep
+    their own initialisation.
+    """
+    for name, p in module.named_parameters():
+        if name.startswith(("items.", "positions.")) or p.dim() < 2:
+            continue
+        std = 0.02
+        if name.endswith(("attn.proj.weight", "ffn.down.weight")):
+            std /= math.sqrt(2 * n_layers)
+        nn.init.normal_(p, std=std)
+    for m in module.modules():
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)

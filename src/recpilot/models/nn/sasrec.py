@@ -7,14 +7,13 @@ first), so causal attention alone keeps padding out of every real position's vie
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from recpilot.models.nn.blocks import Dropout, TransformerBlock
+from recpilot.models.nn.blocks import Dropout, TransformerBlock, init_gpt2_weights
 from recpilot.models.nn.embeddings import (
     ItemEmbedding,
     PositionEmbedding,
@@ -74,21 +73,7 @@ class SASRec(nn.Module):
             for _ in range(config.n_layers)
         )
         self.ln_f = nn.LayerNorm(d)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # GPT-2 initialisation: N(0, 0.02) matrices, zero biases, and residual output
-        # projections scaled by 1/sqrt(2 * layers) so the residual stream keeps its scale
-        for name, p in self.named_parameters():
-            if name.startswith(("items.", "positions.")) or p.dim() < 2:
-                continue
-            std = 0.02
-            if name.endswith(("attn.proj.weight", "ffn.down.weight")):
-                std /= math.sqrt(2 * self.config.n_layers)
-            nn.init.normal_(p, std=std)
-        for m in self.modules():
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
+        init_gpt2_weights(self, config.n_layers)
 
     def embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Item plus position embeddings, with dropout: ``(B, L)`` tokens → ``(B, L, D)``."""
