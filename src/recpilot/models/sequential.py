@@ -16,10 +16,11 @@ encoder (`_hidden`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -104,6 +105,18 @@ def _items(module: nn.Module) -> ItemEmbedding:
     return items
 
 
+_C = TypeVar("_C")
+
+
+def module_config_from(config: Any, config_class: type[_C], n_items: int) -> _C:
+    """An architecture dataclass whose fields (besides ``n_items``) are read from the model
+    config's fields of the same names — one mapping for every sequence model."""
+    dataclass_type: Any = config_class
+    names = [f.name for f in dataclasses.fields(dataclass_type) if f.name != "n_items"]
+    built: _C = dataclass_type(n_items=n_items, **{name: getattr(config, name) for name in names})
+    return built
+
+
 class SASRecRecommender(Recommender):
     """SASRec next-item recommender (SASRec+ recipe by default: full softmax, all positions).
 
@@ -131,18 +144,7 @@ class SASRecRecommender(Recommender):
 
     # -- training --------------------------------------------------------------------------------
     def module_config(self, n_items: int) -> SASRecModuleConfig:
-        c = self.config
-        return SASRecModuleConfig(
-            n_items=n_items,
-            max_len=c.max_len,
-            d_model=c.d_model,
-            n_layers=c.n_layers,
-            n_heads=c.n_heads,
-            d_ff=c.d_ff,
-            dropout=c.dropout,
-            attn_dropout=c.attn_dropout,
-            positions=c.positions,
-        )
+        return module_config_from(self.config, SASRecModuleConfig, n_items)
 
     def _make_module(self, n_items: int) -> nn.Module:
         """The untrained module for a catalogue of ``n_items`` (seeded by the caller)."""
@@ -345,18 +347,7 @@ class BERT4RecRecommender(SASRecRecommender):
     config: BERT4RecConfig
 
     def module_config(self, n_items: int) -> BERT4RecModuleConfig:  # type: ignore[override]
-        c = self.config
-        return BERT4RecModuleConfig(
-            n_items=n_items,
-            max_len=c.max_len,
-            d_model=c.d_model,
-            n_layers=c.n_layers,
-            n_heads=c.n_heads,
-            d_ff=c.d_ff,
-            dropout=c.dropout,
-            attn_dropout=c.attn_dropout,
-            positions=c.positions,
-        )
+        return module_config_from(self.config, BERT4RecModuleConfig, n_items)
 
     def _make_module(self, n_items: int) -> nn.Module:
         return BERT4Rec(self.module_config(n_items))
@@ -390,17 +381,7 @@ class HSTURecommender(SASRecRecommender):
     config: HSTUConfig
 
     def module_config(self, n_items: int) -> HSTUModuleConfig:  # type: ignore[override]
-        c = self.config
-        return HSTUModuleConfig(
-            n_items=n_items,
-            max_len=c.max_len,
-            d_model=c.d_model,
-            n_layers=c.n_layers,
-            n_heads=c.n_heads,
-            dropout=c.dropout,
-            time_buckets=c.time_buckets,
-            position_bias=c.position_bias,
-        )
+        return module_config_from(self.config, HSTUModuleConfig, n_items)
 
     def _make_module(self, n_items: int) -> nn.Module:
         return HSTU(self.module_config(n_items))
