@@ -14,7 +14,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from recpilot.models.nn.blocks import Dropout, TransformerBlock, init_gpt2_weights
+from recpilot.models.nn.blocks import (
+    Dropout,
+    init_gpt2_weights,
+    transformer_stack,
+)
 from recpilot.models.nn.embeddings import (
     PAD,
     ItemEmbedding,
@@ -89,17 +93,14 @@ class BERT4Rec(nn.Module):
         self.mask = nn.Parameter(torch.randn(d) * 0.02)
         self.positions = PositionEmbedding(config.max_len, d)
         self.dropout = Dropout(config.dropout)
-        d_ff = config.d_ff or 4 * d
-        self.blocks = nn.ModuleList(
-            TransformerBlock(
-                d,
-                config.n_heads,
-                d_ff,
-                config.dropout,
-                causal=False,
-                attn_dropout=config.attn_dropout,
-            )
-            for _ in range(config.n_layers)
+        self.blocks = transformer_stack(
+            d,
+            config.n_heads,
+            config.d_ff,
+            config.dropout,
+            config.n_layers,
+            causal=False,
+            attn_dropout=config.attn_dropout,
         )
         self.ln_f = nn.LayerNorm(d)
         init_gpt2_weights(self, config.n_layers)

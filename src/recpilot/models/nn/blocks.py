@@ -207,6 +207,30 @@ class TransformerBlock(nn.Module):
         return h + self.ffn(self.ln_ffn(h))
 
 
+def transformer_stack(
+    d_model: int,
+    n_heads: int,
+    d_ff: int | None,
+    dropout: float,
+    n_layers: int,
+    *,
+    causal: bool,
+    attn_dropout: float = 0.0,
+) -> nn.ModuleList:
+    """``n_layers`` pre-LN `TransformerBlock`s (``d_ff`` None: ``4 * d_model``)."""
+    return nn.ModuleList(
+        TransformerBlock(
+            d_model,
+            n_heads,
+            d_ff or 4 * d_model,
+            dropout,
+            causal=causal,
+            attn_dropout=attn_dropout,
+        )
+        for _ in range(n_layers)
+    )
+
+
 def init_gpt2_weights(module: nn.Module, n_layers: int) -> None:
     """GPT-2 initialisation shared by the Transformer models.
 

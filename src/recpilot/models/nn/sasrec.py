@@ -13,7 +13,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from recpilot.models.nn.blocks import Dropout, TransformerBlock, init_gpt2_weights
+from recpilot.models.nn.blocks import (
+    Dropout,
+    TransformerBlock,
+    init_gpt2_weights,
+    transformer_stack,
+)
 from recpilot.models.nn.embeddings import (
     ItemEmbedding,
     PositionEmbedding,
@@ -60,17 +65,14 @@ class SASRec(nn.Module):
         self.items = ItemEmbedding(config.n_items, d)
         self.positions = PositionEmbedding(config.max_len, d)
         self.dropout = Dropout(config.dropout)
-        d_ff = config.d_ff or 4 * d
-        self.blocks = nn.ModuleList(
-            TransformerBlock(
-                d,
-                config.n_heads,
-                d_ff,
-                config.dropout,
-                causal=True,
-                attn_dropout=config.attn_dropout,
-            )
-            for _ in range(config.n_layers)
+        self.blocks = transformer_stack(
+            d,
+            config.n_heads,
+            config.d_ff,
+            config.dropout,
+            config.n_layers,
+            causal=True,
+            attn_dropout=config.attn_dropout,
         )
         self.ln_f = nn.LayerNorm(d)
         init_gpt2_weights(self, config.n_layers)
