@@ -1468,13 +1468,10 @@ def _read_ml_latest(config: DataConfig) -> EventLog:
     return EventLog(events, items=items, source=str(ratings), report=report)
 
 
-def _join_tags(
-    items: pl.DataFrame, path: Path, config: DataConfig, report: RepairReport
-) -> pl.DataFrame:
-    """Add ``tags``: each movie's distinct tags in order of first use (empty list: none)."""
-    cols = {"item_id": "movieId", "tag": "tag"}
+def _read_optional_csv(path: Path, cols: dict[str, str], config: DataConfig) -> _Table | None:
+    """A comma-separated side file with the given columns, or None when it holds no rows."""
     try:
-        table = _read_csv_table(
+        return _read_csv_table(
             path,
             list(cols.values()),
             separator=",",
@@ -1483,6 +1480,15 @@ def _join_tags(
             setting=None,
         )
     except EmptyDataError:
+        return None
+
+
+def _join_tags(
+    items: pl.DataFrame, path: Path, config: DataConfig, report: RepairReport
+) -> pl.DataFrame:
+    """Add ``tags``: each movie's distinct tags in order of first use (empty list: none)."""
+    table = _read_optional_csv(path, {"item_id": "movieId", "tag": "tag"}, config)
+    if table is None:
         logger.info("%s holds no tags", path)
         return items.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("tags"))
     tags = table.frame.select(
@@ -1505,16 +1511,8 @@ def _join_links(
 ) -> pl.DataFrame:
     """Add ``imdb_id``/``tmdb_id`` (strings: IMDb ids keep their leading zeros)."""
     cols = {"item_id": "movieId", "imdb_id": "imdbId", "tmdb_id": "tmdbId"}
-    try:
-        table = _read_csv_table(
-            path,
-            list(cols.values()),
-            separator=",",
-            encoding=config.encoding,
-            wanted=cols,
-            setting=None,
-        )
-    except EmptyDataError:
+    table = _read_optional_csv(path, cols, config)
+    if table is None:
         return items
     links = table.frame.select(
         _int_column(table, "movieId", "movie id (column 'movieId')").alias("item_id"),
