@@ -170,6 +170,11 @@ class TrainerConfig(StrictModel):
     threads: int | None = Field(
         None, ge=1, description="torch threads while training; None: keep torch's setting"
     )
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu",
+        description="where the module trains (and then scores); auto: cuda when available. "
+        "Saved artefacts always hold CPU tensors",
+    )
     flush_denormal: bool = Field(
         True,
         description="flush denormal floats to zero while training (CPU arithmetic on them is "

@@ -105,6 +105,11 @@ def _items(module: nn.Module) -> ItemEmbedding:
     return items
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where the module's parameters are (the device its inputs must be on)."""
+    return next(module.parameters()).device
+
+
 _C = TypeVar("_C")
 
 
@@ -176,7 +181,8 @@ class SASRecRecommender(Recommender):
         """
         assert isinstance(module, SASRec)
         tokens, lens = pack_right(histories, self._input_len())
-        return module.last_hidden(tokens, lens)
+        device = module_device(module)
+        return module.last_hidden(tokens.to(device), lens.to(device))
 
     def _fit(self, data: Interactions, validation: EvalSet | None = None) -> None:
         cfg = self.config
@@ -280,7 +286,7 @@ class SASRecRecommender(Recommender):
                         [histories[r] for r in chunk],
                         None if times is None else [times[r] for r in chunk],
                     )  # (b, D)
-                    scores[chunk] = _items(module).logits(hidden).float().numpy()  # (b, I)
+                    scores[chunk] = _items(module).logits(hidden).float().cpu().numpy()  # (b, I)
         finally:
             module.train(was_training)
         return scores
@@ -364,7 +370,8 @@ class BERT4RecRecommender(SASRecRecommender):
     ) -> torch.Tensor:
         assert isinstance(module, BERT4Rec)
         tokens, lens = pack_right(histories, self._input_len())
-        return module.last_hidden(tokens, lens)
+        device = module_device(module)
+        return module.last_hidden(tokens.to(device), lens.to(device))
 
 
 class HSTURecommender(SASRecRecommender):
@@ -391,7 +398,7 @@ class HSTURecommender(SASRecRecommender):
         times = batch.timestamps  # (B, L) or None
         p = self.config.time_dropout
         if times is not None and p > 0:
-            hide = torch.rand(len(batch)) < p  # (B,)
+            hide = torch.rand(len(batch), device=batch.tokens.device) < p  # (B,)
             times = torch.where(hide[:, None], -1, times)
         hidden = module(batch.tokens, batch.lengths, times)  # (B, L, D)
         has_target = batch.targets >= 0
@@ -403,4 +410,7 @@ class HSTURecommender(SASRecRecommender):
         assert isinstance(module, HSTU)
         tokens, lens = pack_right(histories, self.config.max_len)
         stamps = None if times is None else pack_times(times, self.config.max_len)
-        return module.last_hidden(tokens, lens, stamps)
+        device = module_device(module)
+        return module.last_hidden(
+            tokens.to(device), lens.to(device), None if stamps is None else stamps.to(device)
+        )

@@ -38,6 +38,17 @@ class SequenceBatch:
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
 
+    def to(self, device: torch.device) -> SequenceBatch:
+        """The same batch on ``device`` (itself when already there)."""
+        if self.tokens.device == device:
+            return self
+        return SequenceBatch(
+            self.tokens.to(device, non_blocking=True),
+            self.lengths.to(device, non_blocking=True),
+            self.targets.to(device, non_blocking=True),
+            None if self.timestamps is None else self.timestamps.to(device, non_blocking=True),
+        )
+
     @property
     def n_targets(self) -> int:
         """Positions with a target (the sum of ``lengths``)."""

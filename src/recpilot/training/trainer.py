@@ -191,6 +191,28 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available) as a `torch.device`.
+
+    Raises:
+        RuntimeError: ``"cuda"`` asked for where torch sees no GPU.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "training.device is 'cuda' but torch sees no GPU (a CPU build, or no device); "
+            "use device 'cpu' or 'auto'"
+        )
+    return torch.device(name)
+
+
+def _to_device(batch: B, device: torch.device) -> B:
+    """A batch with a ``to(device)`` method moved there; others are passed as they are."""
+    move = getattr(batch, "to", None)
+    return move(device) if callable(move) else batch
+
+
 def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -256,12 +278,14 @@ class Trainer:
         Raises:
             FloatingPointError: when the loss becomes NaN or infinite.
         """
+        device = resolve_device(self.config.device)
+        self.module.to(device)
         with (
-            torch.random.fork_rng(devices=[]),
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
             torch_threads(self.config.threads, self.config.flush_denormal),
         ):
             torch.manual_seed(self.seed)
-            return self._fit(batches, loss_fn, validate)
+            return self._fit(batches, loss_fn, validate, device)
 
     # -- internals -------------------------------------------------------------------------------
     def _fit(
@@ -269,6 +293,7 @@ class Trainer:
         batches: BatchSource[B],
         loss_fn: Callable[[B], torch.Tensor],
         validate: Callable[[], dict[str, float]] | None,
+        device: torch.device,
     ) -> TrainingResult:
         cfg = self.config
         module = self.module
@@ -300,7 +325,7 @@ class Trainer:
             epoch = run.epoch + 1
             module.train()
             t0 = time.perf_counter()
-            loss_sum = torch.zeros((), dtype=torch.float64)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             n_steps = n_seen = 0
             partial = False
             counter = iter(
@@ -312,12 +337,15 @@ class Trainer:
                     disable=None if cfg.show_progress is None else not cfg.show_progress,
                 )
             )
-            for batch in batches.epoch(rng):
+            for cpu_batch in batches.epoch(rng):
+                batch = _to_device(cpu_batch, device)
                 elapsed = time.perf_counter() - started
                 lr = schedule(run.step, elapsed / budget if budget else 0.0)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                with torch.autocast(
+                    device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
+                ):
                     loss = loss_fn(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -325,7 +353,7 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
                 optimizer.step()
                 loss = loss.detach()
-                if not torch.isfinite(loss):
+                if device.type == "cpu" and not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training diverged: the loss is {loss.item()} at epoch {epoch}, step "
                         f"{run.step}; lower training.learning_rate or use precision fp32"
@@ -339,6 +367,11 @@ class Trainer:
                     partial = n_steps < n_batches
                     stopped = "time_budget"
                     break
+            if not torch.isfinite(loss_sum):  # on a GPU: checked once an epoch (no sync a step)
+                raise FloatingPointError(
+                    f"training diverged: the loss is not finite in epoch {epoch}; lower "
+                    "training.learning_rate or use precision fp32"
+                )
             train_seconds = time.perf_counter() - t0
             run.epoch = epoch
             record: dict[str, Any] = {

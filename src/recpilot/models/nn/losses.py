@@ -106,13 +106,14 @@ class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
         w32 = weight.detach().float()  # (I, D)
         h_all = h32.bfloat16() if bf16 else h32
         w = w32.bfloat16() if bf16 else w32
-        grad_h = torch.empty(hidden.shape, dtype=torch.float32)  # (N, D)
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32)  # (I, D)
-        total = torch.zeros((), dtype=torch.float64)
+        dev = hidden.device
+        grad_h = torch.empty(hidden.shape, dtype=torch.float32, device=dev)  # (N, D)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=dev)  # (I, D)
+        total = torch.zeros((), dtype=torch.float64, device=dev)
         for lo in range(0, n, chunk_size):
             h = h_all[lo : lo + chunk_size]  # (n, D)
             t = targets[lo : lo + chunk_size]  # (n,)
-            rows = torch.arange(len(t))
+            rows = torch.arange(len(t), device=dev)
             logits = h @ w.T  # (n, I)
             prob = torch.softmax(logits, dim=1)  # (n, I); one fused pass, one exp per entry
             p_target = prob[rows, t].float()  # (n,)
@@ -167,11 +168,10 @@ def chunked_softmax_cross_entropy(
     Returns:
         scalar.
     """
+    kind = hidden.device.type
     if bf16 is None:
-        bf16 = (
-            torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-        )
-    with torch.autocast("cpu", enabled=False):
+        bf16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
+    with torch.autocast(kind, enabled=False):
         out = _ChunkedSoftmaxCrossEntropy.apply(hidden, weight, targets, chunk_size, bf16)
     return out
 
