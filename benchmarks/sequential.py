@@ -423,7 +423,11 @@ def plot_curves(sweeps: list[dict[str, Any]], path: Path) -> None:
 
 
 def render(dirs: list[Path], plot: Path) -> str:
-    sweeps = [json.loads((d / "sweep.json").read_text()) for d in dirs]
+    sweeps = []
+    for d in dirs:
+        s = json.loads((d / "sweep.json").read_text())
+        s["label"] = d.name
+        sweeps.append(s)
     lines = [
         "## Sequence models on ML-1M and Amazon Beauty (issue 3)",
         "",
@@ -435,11 +439,21 @@ def render(dirs: list[Path], plot: Path) -> str:
     ]
     for s in sweeps:
         lines += [
-            f"### Sweep `{s['grid']}` on {s['device_name']} ({s['date']}, commit {s['commit']})",
+            f"### `{s['label']}`: grid `{s['grid']}` on {s['device_name']} ({s['date']}, "
+            f"commit {s['commit']})",
             "",
             f"Machine: {s['machine']}; {s['parallel']} runs at a time, "
             f"{s['minutes'] or 'the config'} minutes per run. Versions: {s['versions']}.",
             "",
+        ]
+        if s["device"] == "cuda" and s["parallel"] > 1:
+            lines += [
+                f"The {s['parallel']} concurrent runs shared one GPU (time-sliced), so seconds "
+                "per epoch here measure that contention, not the speed of one run; runs stopped "
+                "by `time_budget` were still improving.",
+                "",
+            ]
+        lines += [
             "| dataset | model | selected run (of N) | HR@10 | NDCG@10 | MRR | epochs (best) | "
             "train min | s/epoch | params |",
             "|---|---|---|---|---|---|---|---|---|---|",

@@ -682,9 +682,9 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
             if args.model == "ease"
             else ""
         )
-        + "`POST /predict` (the behaviour model does not exist yet), and the synthetic "
-        "1,000,000-item catalogue with an approximate nearest-neighbour index (no ANN retrieval "
-        "is built yet; EASE's dense I×I matrix cannot hold a million items).",
+        + "`POST /predict` (not driven by this load generator yet), and the synthetic "
+        "1,000,000-item catalogue with the ANN index (its own section: `benchmarks/ann_1m.py`; "
+        "EASE's dense I×I matrix cannot hold a million items).",
     ]
     return "\n".join(lines)
 

@@ -219,9 +219,29 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="validation | test")] = "test",
     seed: SeedOpt = None,
     verbose: VerboseOpt = False,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="ranking (next item, the default) | behaviour (calibrated click/cart/"
+            "purchase or rating >= 4 probabilities: logistic, lightgbm, bst)",
+        ),
+    ] = "ranking",
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir", help="behaviour task: report (index.html, PNGs) and fitted models"
+        ),
+    ] = None,
 ) -> None:
-    """Full-ranking evaluation (leave-one-out by default, history excluded) with 95% CIs."""
+    """Full-ranking evaluation (leave-one-out by default, history excluded) with 95% CIs;
+    ``--task behaviour``: behaviour-probability models with a calibration report."""
     _setup_logging(verbose)
+    if task not in ("ranking", "behaviour"):
+        _fail(ConfigError(f"--task must be ranking or behaviour, got {task!r}"))
+    if task == "behaviour":
+        _evaluate_behaviour(model, data, fmt, config, seed, output, output_dir)
+        return
     if model is not None and artifact is not None:
         _fail(ConfigError("give either --model NAME or --artifact DIR, not both"))
     if model is None and artifact is None and config is None:
@@ -288,6 +308,89 @@ def evaluate(
     if output is not None:
         out: Any = payloads[0] if len(payloads) == 1 else {"results": payloads}
         _write_json(output, out)
+        console.print(f"results → {output}")
+
+
+def _evaluate_behaviour(
+    model: list[str] | None,
+    data: Path | None,
+    fmt: str | None,
+    config: Path | None,
+    seed: int | None,
+    output: Path | None,
+    output_dir: Path | None,
+) -> None:
+    """``evaluate --task behaviour``: build examples, fit, calibrate, report (test read once).
+
+    The config file (optional) holds a ``behaviour`` section (`BehaviourConfig`), and for the
+    synthetic shop a ``simulator`` section; ``--data/--format`` name the log (default: the
+    simulator, whose true probabilities add a Bayes-optimal row).
+    """
+    from pydantic import ValidationError
+
+    from recpilot.config import BehaviourConfig, DataConfig, SimulatorConfig
+    from recpilot.config import _format_validation_error as format_error
+
+    try:
+        raw = read_config_file(config) if config is not None else {}
+        section = dict(raw.get("behaviour") or {})
+        if seed is not None:
+            section["seed"] = seed
+        try:
+            cfg = BehaviourConfig.model_validate(section)
+            sim_cfg = SimulatorConfig.model_validate(raw.get("simulator") or {})
+            data_cfg = DataConfig.model_validate(raw.get("data") or {})
+        except ValidationError as exc:
+            raise ConfigError(format_error(exc, str(config or "options"))) from exc
+        if data is not None:
+            if fmt is None:
+                raise ConfigError("--data needs --format (one of: " + FORMATS + ")")
+            data_cfg = data_cfg.model_copy(update={"path": data, "format": fmt})
+        elif fmt is not None:
+            data_cfg = data_cfg.model_copy(update={"format": fmt})
+        names = [m for part in (model or ["all"]) for m in part.split(",") if m]
+        if names == ["all"]:
+            names = ["logistic", "lightgbm", "bst"]
+        from recpilot.behaviour.task import model_configs, run_behaviour_task
+
+        models = model_configs(names, cfg)
+        oracle = None
+        if data_cfg.format == "synthetic":
+            from recpilot.data.simulator import Simulator
+
+            simulated = Simulator(sim_cfg).generate()
+            log, oracle, source = simulated.log, simulated.truth, "simulator"
+        else:
+            from recpilot.data.readers import read_events
+
+            log = read_events(data_cfg)
+            source = str(data_cfg.path)
+        results = run_behaviour_task(
+            log,
+            cfg,
+            models,
+            output_dir,
+            reference="bst" if "bst" in names else None,
+            oracle=oracle,
+            save_models=output_dir is not None,
+            title=f"Behaviour probability: {source}",
+        )
+    except RecPilotError as exc:
+        _fail(exc)
+    table = Table(title=f"behaviour, test period ({source})", header_style="bold")
+    cols = ["auc", "user_auc", "log_loss", "ece", "accuracy", "precision", "recall", "f1"]
+    table.add_column("behaviour")
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for behaviour, by_model in results["metrics"].items():
+        for name, m in by_model.items():
+            table.add_row(behaviour, name, *(f"{m[c]:.4f}" for c in cols))
+    console.print(table)
+    if output_dir is not None:
+        console.print(f"report → {output_dir / 'index.html'}; models → {output_dir / 'models'}")
+    if output is not None:
+        _write_json(output, results)
         console.print(f"results → {output}")
 
 

@@ -232,6 +232,19 @@ class SASRecConfig(StrictModel):
     )
     gbce_t: float = Field(0.75, ge=0, le=1, description="gBCE calibration t (0: plain BCE)")
     eval_batch_size: int = Field(512, ge=1, description="users per forward pass when scoring")
+    text_features: bool = Field(
+        False,
+        description="hybrid items: vector = ID embedding + learned projection of the item's text "
+        "vector (set with set_text_vectors before fit); items without training events, and "
+        "items added later with add_items, are represented by their text alone",
+    )
+    id_dropout: float = Field(
+        0.3,
+        ge=0,
+        lt=1,
+        description="text_features: share of item ID embeddings hidden in each training step, so "
+        "the model learns to rely on text when an ID is unknown",
+    )
     training: TrainerConfig = Field(default_factory=TrainerConfig)
     seed: int = 0
 
@@ -281,6 +294,21 @@ class HSTUConfig(SASRecConfig):
     )
 
 
+class TextKNNConfig(StrictModel):
+    """Content-only recommender: nearest neighbours in item-text space of the history's mean.
+
+    Item text vectors come from an `recpilot.content.ItemEncoder` (set on the model before
+    ``fit``); scores are cosines between the (recency-weighted) mean of the last
+    ``max_history`` history vectors and every item's vector.
+    """
+
+    name: Literal["textknn"] = "textknn"
+    max_history: int = Field(20, ge=1, description="most recent history items averaged")
+    decay: float = Field(
+        0.9, gt=0, le=1, description="weight of an event t steps before the latest: decay**t"
+    )
+
+
 ModelConfig = Annotated[
     PopularityConfig
     | ItemKNNConfig
@@ -288,7 +316,8 @@ ModelConfig = Annotated[
     | ALSConfig
     | SASRecConfig
     | BERT4RecConfig
-    | HSTUConfig,
+    | HSTUConfig
+    | TextKNNConfig,
     Field(discriminator="name"),
 ]
 
@@ -409,6 +438,11 @@ class ServiceSettings(StrictModel):
         "sqlite:///recpilot.db",
         description="store URL: sqlite:///PATH (embedded, WAL) or postgresql+psycopg://...",
     )
+    behaviour_artifact: Path | None = Field(
+        None,
+        description="a behaviour-probability model directory for POST /predict; None: the "
+        "served artefact's behaviour/ subdirectory when it has one",
+    )
     table_prefix: str = Field("", description="prefix of every store table name")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="FULL: commits survive a power cut; NORMAL: only a process crash"
@@ -454,6 +488,28 @@ class ServiceSettings(StrictModel):
         1, ge=0, description="list positions given to catalogue items the model does not know yet"
     )
     new_item_hours: float = Field(72.0, gt=0, description="how long an added item counts as new")
+    text_encoder: str | None = Field(
+        "all-MiniLM-L6-v2",
+        description="encoder of item text for models that read it (hybrid SASRec/HSTU, "
+        "text-kNN): PUT /items with a title/text makes a new item recommendable at once; must "
+        "be the encoder the model was trained with ('hashing-v1-<dim>' for tests); None: off",
+    )
+    ann: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="approximate nearest-neighbour candidate retrieval (faiss HNSW) for models "
+        "whose scores are inner products (sequence models, ALS): auto: for catalogues of at "
+        "least ann_min_items; on: always; off: score every item",
+    )
+    ann_min_items: int = Field(200_000, ge=1, description="catalogue size where auto turns on")
+    ann_candidates: int = Field(
+        500, ge=1, description="items fetched from the index per request before filtering"
+    )
+    ann_ef_search: int = Field(
+        1000,
+        ge=1,
+        description="HNSW search list length (higher: better recall, slower; at least "
+        "ann_candidates is used)",
+    )
     reason_history_items: int = Field(
         10, ge=1, description="most recent distinct history items considered for reasons"
     )
@@ -463,6 +519,14 @@ class ServiceSettings(StrictModel):
         True,
         description="serve the web UI at /ui (it holds no key: the user types one, kept in "
         "the browser tab only)",
+    )
+    policies: Path | None = Field(
+        None,
+        description="guidance policy file (YAML/TOML, see recpilot.guide.policy); requests pick "
+        "one with policy=NAME; re-read when it changes. None: the model's own order",
+    )
+    policies_check_seconds: float = Field(
+        1.0, ge=0, description="how often the policy file's modification time is checked"
     )
 
 
@@ -528,3 +592,121 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ExperimentC
         return ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, str(path or "options"))) from exc
+
+
+# -- behaviour probability ------------------------------------------------------------------------
+class LogisticBehaviourConfig(StrictModel):
+    """Logistic regression on the engineered features (standardised), one per behaviour."""
+
+    name: Literal["logistic"] = "logistic"
+    c: float = Field(1.0, gt=0, description="inverse L2 strength (scikit-learn's C)")
+    max_iter: int = Field(1000, ge=1)
+
+
+class LightGBMBehaviourConfig(StrictModel):
+    """Gradient-boosted trees (LightGBM) on the engineered features, one per behaviour."""
+
+    name: Literal["lightgbm"] = "lightgbm"
+    n_estimators: int = Field(1000, ge=1, description="most boosting rounds (early stopped)")
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.9, gt=0, le=1)
+    l2: float = Field(1.0, ge=0, description="lambda_l2")
+    early_stopping_rounds: int = Field(50, ge=1, description="on the validation log-loss")
+    threads: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class BSTBehaviourConfig(StrictModel):
+    """Behaviour Sequence Transformer (Chen et al. 2019, Alibaba), multi-task heads.
+
+    The user's recent history (item, event type, time gap to the candidate) and the candidate
+    item form one sequence; a Transformer encoder lets the candidate attend to the history;
+    its output joins the embedded categorical and normalised numeric features in an MLP with
+    one logit per behaviour.
+    """
+
+    name: Literal["bst"] = "bst"
+    d_model: int = Field(32, ge=4)
+    n_heads: int = Field(2, ge=1)
+    n_layers: int = Field(1, ge=1)
+    history_length: int = Field(30, ge=1, description="most recent history events read")
+    gap_buckets: int = Field(28, ge=1, description="log2 buckets of the time gap in seconds")
+    mlp: list[int] = Field(default_factory=lambda: [128, 64])
+    dropout: float = Field(0.1, ge=0, lt=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    batch_size: int = Field(512, ge=1)
+    epochs: int = Field(30, ge=1)
+    patience: int = Field(3, ge=1, description="epochs without a better validation log-loss")
+    threads: int | None = Field(
+        1, ge=1, description="torch CPU threads (None: torch's default; 1 is fastest on a busy box)"
+    )
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0 ...")
+    item_init: Path | None = Field(
+        None,
+        description="a trained sequential-model artefact (SASRec, BERT4Rec, HSTU) whose item "
+        "embeddings initialise the item table (same d_model; ids matched by external id)",
+    )
+    seed: int = 0
+
+
+BehaviourModelConfig = Annotated[
+    LogisticBehaviourConfig | LightGBMBehaviourConfig | BSTBehaviourConfig,
+    Field(discriminator="name"),
+]
+
+
+class BehaviourDataConfig(StrictModel):
+    """How labelled (user, item, time) examples are built from an event log."""
+
+    labels: Literal["auto", "impressions", "rating", "sampled"] = Field(
+        "auto",
+        description="impressions: exposure events (view/impression) are examples and later "
+        "clicks/carts/purchases of the same item their labels; rating: every rating is an "
+        "example labelled value >= rating_threshold; sampled: events are positives and "
+        "random unseen items at the same time negatives; auto: impressions when the log has "
+        "exposure events, else rating when it has ratings, else sampled",
+    )
+    behaviours: list[str] | None = Field(
+        None, description="impressions/sampled: event types to predict; None: those present"
+    )
+    exposure_event_types: list[str] = Field(default_factory=lambda: ["view", "impression"])
+    rating_threshold: float = Field(4.0, description="rating labels: positive when value >= this")
+    negatives_per_positive: int = Field(4, ge=1, description="sampled labels: negatives drawn")
+    negative_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="keep this share of negative examples (downsampling; recorded and "
+        "corrected for in the probabilities)",
+    )
+    validation_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions(self) -> BehaviourDataConfig:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                "validation_fraction + test_fraction must be < 1, got "
+                f"{self.validation_fraction} + {self.test_fraction}"
+            )
+        return self
+
+
+class BehaviourConfig(StrictModel):
+    """The behaviour-probability task: data, model, calibration and report options."""
+
+    data: BehaviourDataConfig = Field(default_factory=BehaviourDataConfig)
+    model: BehaviourModelConfig = Field(default_factory=BSTBehaviourConfig)
+    calibration: Literal["none", "platt", "isotonic"] = Field(
+        "platt",
+        description="fitted on the validation period's predictions; platt keeps the ranking "
+        "(AUC unchanged), isotonic is more flexible but ties scores",
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="for accuracy, precision, recall, F1")
+    ece_bins: int = Field(15, ge=1)
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% CIs (0: none)")
+    seed: int = 0

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -113,6 +113,11 @@ def fit_model(config: ExperimentConfig, prepared: Prepared, fit_on: FitOn = "tra
         and (fit_on == "train" or not model.refit_for_test)
     ):
         data, validation = prepared.split.train, prepared.split.validation
+    if getattr(config.model, "text_features", False) or config.model.name == "textknn":
+        # item text from the side table, through the shipped MiniLM encoder (offline)
+        from recpilot.content import MiniLMEncoder, catalogue_vectors
+
+        cast(Any, model).set_text_vectors(catalogue_vectors(data, MiniLMEncoder()))
     start = time.perf_counter()
     model.fit(data, validation)
     logger.info(

@@ -31,3 +31,14 @@ def progress(
     if disable is None:
         disable = not progress_enabled()
     yield from tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=False)
+
+
+def progress_bar(total: int, desc: str, unit: str = "it", disable: bool | None = None) -> tqdm:
+    """A bar advanced by hand (``bar.update(n)``, ``bar.set_postfix_str(...)``, ``bar.close()``).
+
+    For loops that know more than an iterable can say, e.g. a training epoch showing its
+    running loss and throughput.
+    """
+    if disable is None:
+        disable = not progress_enabled()
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, leave=False)

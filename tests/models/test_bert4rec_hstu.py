@@ -217,3 +217,24 @@ def test_evaluation_passes_history_times_to_the_model() -> None:
         Spy().fit(split.train), split.test
     )
     assert seen and all(seen)
+
+
+def test_hstu_attention_matches_the_direct_formula() -> None:
+    """``(SiLU(Q Kᵀ + bias) ⊙ causal / n) V`` with its gradients, also after a scoring pass."""
+    import torch.nn.functional as F
+
+    from recpilot.models.nn.hstu import hstu_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 4, requires_grad=True) for _ in range(3))
+    bias = torch.randn(1, 3, 7, 7, requires_grad=True)
+    with torch.inference_mode():  # caches the mask while no gradient is tracked
+        hstu_attention(q.detach(), k.detach(), v.detach(), bias.detach(), 50.0)
+    out = hstu_attention(q, k, v, bias, 50.0)
+    causal = torch.ones(7, 7, dtype=torch.bool).tril()
+    ref = (F.silu(q @ k.transpose(-1, -2) + bias).masked_fill(~causal, 0.0) / 50.0) @ v
+    torch.testing.assert_close(out, ref)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v, bias))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v, bias))
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want)

@@ -266,3 +266,42 @@ def test_resume_continues_where_an_interrupted_run_stopped(tmp_path: Path) -> No
     for a, b in zip(reference.history, resumed.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
     assert all(torch.equal(p, q) for p, q in zip(weights(whole), weights(second), strict=True))
+
+
+def test_progress_bar_shows_the_running_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the bar on, the epoch's running loss and learning rate appear in its postfix."""
+    import recpilot.training.trainer as trainer_module
+
+    shown: list[str] = []
+    real = trainer_module.progress_bar
+
+    def spy(*args, **kwargs):
+        bar = real(*args, **{**kwargs, "disable": False})
+        original = bar.set_postfix_str
+
+        def record(text: str, refresh: bool = True) -> None:
+            shown.append(text)
+            original(text, refresh)
+
+        bar.set_postfix_str = record  # type: ignore[method-assign]
+        return bar
+
+    monkeypatch.setattr(trainer_module, "progress_bar", spy)
+    torch.manual_seed(0)
+    module = nn.Linear(4, 1)
+    xs = torch.randn(64, 4)
+
+    class Source:
+        n_batches = 16
+        n_sequences = 64
+
+        def epoch(self, rng):
+            for i in range(0, 64, 4):
+                yield xs[i : i + 4]
+
+    cfg = TrainerConfig(max_epochs=1, learning_rate=0.01, show_progress=True)
+    Trainer(cfg, module).fit(Source(), lambda b: ((module(b) - b.sum(1, keepdim=True)) ** 2).mean())
+    assert shown, "the bar never showed a loss"
+    assert all(text.startswith("loss ") and ", lr " in text for text in shown)
+    first = float(shown[0].split()[1].rstrip(","))
+    assert first > 0

@@ -31,13 +31,19 @@ def baseline_classes() -> dict[str, type[Recommender]]:
 
 def model_classes() -> dict[str, type[Recommender]]:
     """Every registered recommender by name: the baselines, then the sequence models."""
+    from recpilot.content.recommender import TextKNNRecommender
     from recpilot.models.sequential import (
         BERT4RecRecommender,
         HSTURecommender,
         SASRecRecommender,
     )
 
-    classes: list[type[Recommender]] = [SASRecRecommender, BERT4RecRecommender, HSTURecommender]
+    classes: list[type[Recommender]] = [
+        SASRecRecommender,
+        BERT4RecRecommender,
+        HSTURecommender,
+        TextKNNRecommender,
+    ]
     return {**baseline_classes(), **{cls.name: cls for cls in classes}}
 
 

@@ -32,7 +32,7 @@ from recpilot.data.split import EvalSet
 from recpilot.errors import ArtifactError, DataError
 from recpilot.models.base import Query, Recommender
 from recpilot.models.nn.bert4rec import BERT4Rec, BERT4RecModuleConfig, mask_positions
-from recpilot.models.nn.embeddings import ItemEmbedding
+from recpilot.models.nn.embeddings import HybridItemEmbedding, ItemEmbedding
 from recpilot.models.nn.hstu import HSTU, HSTUModuleConfig
 from recpilot.models.nn.losses import (
     FullSoftmaxLoss,
@@ -45,7 +45,7 @@ from recpilot.models.nn.losses import (
 from recpilot.models.nn.sasrec import SASRec, SASRecModuleConfig
 from recpilot.training.batching import SequenceBatch, SequenceBatcher, pack_right, pack_times
 from recpilot.training.trainer import Trainer, TrainingResult, native_bf16
-from recpilot.types import FloatArray
+from recpilot.types import FloatArray, IntArray
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,37 @@ class SASRecRecommender(Recommender):
         self.module_: nn.Module | None = None
         self.prior_: FloatArray | None = None
         self.training_: TrainingResult | None = None
+        #: ``(I, T)`` item text vectors in training-vocabulary order (``text_features``)
+        self.text_vectors: FloatArray | None = None
+        #: weights the next fit starts from (`init_from`: transfer from another catalogue)
+        self.init_state: dict[str, torch.Tensor] | None = None
+
+    def set_text_vectors(self, vectors: np.ndarray) -> Any:
+        """Item text vectors ``(I, T)`` in the training data's item order, for
+        ``text_features`` (see `recpilot.content.catalogue_vectors`); returns ``self``."""
+        self.text_vectors = np.asarray(vectors, dtype=np.float32)
+        return self
+
+    def init_from(self, other: SASRecRecommender) -> Any:
+        """Start the next ``fit`` from ``other``'s weights, except its catalogue-specific item
+        table (transfer, e.g. pre-trained on one dataset, fine-tuned on another whose items
+        share a text space); returns ``self``.
+
+        Raises:
+            DataError: ``other`` is not fitted or is another kind of model.
+        """
+        if other.module_ is None or type(other) is not type(self):
+            raise DataError(
+                f"init_from needs a fitted {type(self).__name__}, got "
+                f"{'an unfitted' if other.module_ is None else 'a'} {type(other).__name__}"
+            )
+        catalogue = {"items.table.weight", "items.text", "items.has_id"}  # per-item tables
+        self.init_state = {
+            k: v.detach().cpu().clone()
+            for k, v in other.module_.state_dict().items()
+            if k not in catalogue
+        }
+        return self
 
     # -- training --------------------------------------------------------------------------------
     def module_config(self, n_items: int) -> SASRecModuleConfig:
@@ -155,10 +186,109 @@ class SASRecRecommender(Recommender):
         """The untrained module for a catalogue of ``n_items`` (seeded by the caller)."""
         return SASRec(self.module_config(n_items))
 
-    def _build_module(self, n_items: int) -> nn.Module:
+    def _build_module(self, n_items: int, data: Interactions | None = None) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            return self._make_module(n_items)
+            module = self._make_module(n_items)
+            if self.config.text_features:
+                assert data is not None
+                self._attach_text(module, self._checked_text(data), data.item_counts() > 0)
+            if self.init_state is not None:
+                own = module.state_dict()
+                bad = [
+                    k for k, v in self.init_state.items() if k not in own or own[k].shape != v.shape
+                ]
+                if bad:
+                    raise DataError(
+                        f"init_from: the pre-trained weights do not fit this architecture "
+                        f"(e.g. {bad[:3]}); use the same d_model, layers, heads and max_len"
+                    )
+                module.load_state_dict(self.init_state, strict=False)
+            return module
+
+    def _checked_text(self, data: Interactions) -> FloatArray:
+        if self.text_vectors is None:
+            raise DataError(
+                f"{type(self).__name__} with text_features needs item text vectors: call "
+                "set_text_vectors(vectors) with one row per training item before fit"
+            )
+        vectors = np.asarray(self.text_vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != data.n_items:
+            raise DataError(
+                f"{type(self).__name__}: text vectors must have one row per training item, "
+                f"expected ({data.n_items}, T), got {vectors.shape}"
+            )
+        return vectors
+
+    def _attach_text(self, module: nn.Module, text: np.ndarray, has_id: np.ndarray) -> None:
+        """Swap the module's item table for a `HybridItemEmbedding` (ID + projected text)."""
+        items = _items(module)
+        hybrid = HybridItemEmbedding(
+            items.n_items,
+            items.d_model,
+            torch.from_numpy(np.asarray(text, dtype=np.float32)),
+            torch.from_numpy(np.asarray(has_id, dtype=bool)),
+            id_dropout=self.config.id_dropout,
+            scale=items.factor != 1.0,
+        )
+        with torch.no_grad():
+            hybrid.table.weight.copy_(items.table.weight)
+        module.items = hybrid
+
+    @property
+    def text_dim(self) -> int | None:
+        """Size of the text vectors a fitted hybrid model reads; None when it cannot grow its
+        catalogue from text (ID-only, BERT4Rec, not fitted)."""
+        if self.module_ is None or isinstance(self.module_, BERT4Rec):
+            return None
+        items = _items(self.module_)
+        if not isinstance(items, HybridItemEmbedding):
+            return None
+        text: torch.Tensor = items.text
+        return int(text.shape[1])
+
+    def add_items(self, item_ids: list[Any], vectors: np.ndarray) -> IntArray:
+        """Make items recommendable from their text alone, without retraining.
+
+        New ids are appended to the vocabulary (zero ID embedding, the given text vector, the
+        smallest popularity prior); known ids get their text vector replaced. Needs
+        ``text_features``. Returns the items' indices.
+        """
+        self._check_fitted()
+        assert self.module_ is not None and self.prior_ is not None and self.items_ is not None
+        items = _items(self.module_)
+        if not isinstance(items, HybridItemEmbedding):
+            raise DataError(
+                f"{type(self).__name__}.add_items needs a model trained with text_features: "
+                "true (an ID-only model cannot represent an item it never saw)"
+            )
+        if isinstance(self.module_, BERT4Rec):
+            raise DataError("BERT4Rec cannot grow its catalogue after training ([MASK] token)")
+        text: torch.Tensor = items.text
+        vecs = torch.as_tensor(np.asarray(vectors, dtype=np.float32)).reshape(len(item_ids), -1)
+        if vecs.shape[1] != text.shape[1]:
+            raise DataError(
+                f"add_items: text vectors have {vecs.shape[1]} dimensions, the model was "
+                f"trained with {text.shape[1]}"
+            )
+        old_n = len(self.items_)
+        try:
+            vocab = self.items_.extend(list(item_ids))
+        except Exception as exc:  # polars cannot cast the ids to the vocabulary's type
+            raise DataError(
+                f"add_items: item ids {list(item_ids)[:3]} do not fit this model's "
+                f"{self.items_.dtype} item ids ({exc})"
+            ) from exc
+        idx = vocab.index(list(item_ids))
+        grow = len(vocab) - old_n
+        if grow:
+            items.add_items(torch.zeros(grow, vecs.shape[1]))
+            self.prior_ = np.concatenate(
+                [self.prior_, np.full(grow, self.prior_.min(), dtype=np.float32)]
+            )
+        items.set_text(torch.as_tensor(np.array(idx)), vecs)
+        self.items_ = vocab
+        return idx
 
     def _input_len(self) -> int:
         """Input positions per training sample (the batcher's ``max_len``)."""
@@ -186,7 +316,7 @@ class SASRecRecommender(Recommender):
 
     def _fit(self, data: Interactions, validation: EvalSet | None = None) -> None:
         cfg = self.config
-        module = self._build_module(data.n_items)
+        module = self._build_module(data.n_items, data)
         batcher = SequenceBatcher(
             data, self._input_len(), cfg.training.batch_size, cfg.training.length_bucketing
         )
@@ -275,7 +405,8 @@ class SASRecRecommender(Recommender):
         # similar lengths together: less padding per forward pass
         rows = rows[np.argsort(-np.minimum(lengths[rows], self.config.max_len), kind="stable")]
         was_training = module.training
-        module.eval()
+        if was_training:  # train()/eval() walk every submodule: only when it changes something
+            module.eval()
         try:
             with torch.inference_mode():
                 step = self.config.eval_batch_size
@@ -288,7 +419,8 @@ class SASRecRecommender(Recommender):
                     )  # (b, D)
                     scores[chunk] = _items(module).logits(hidden).float().cpu().numpy()  # (b, I)
         finally:
-            module.train(was_training)
+            if was_training:
+                module.train()
         return scores
 
     # -- persistence -----------------------------------------------------------------------------
@@ -309,6 +441,11 @@ class SASRecRecommender(Recommender):
                 f"({self.n_items},)"
             )
         module = self._make_module(self.n_items)
+        text = state.get("items.text")
+        if self.config.text_features and text is not None:
+            # the saved buffers replace these placeholders of the right shapes
+            t = np.zeros((self.n_items, np.asarray(text).shape[1]), dtype=np.float32)
+            self._attach_text(module, t, np.zeros(self.n_items, dtype=bool))
         try:
             module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
         except RuntimeError as exc:

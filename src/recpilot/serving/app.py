@@ -8,8 +8,8 @@ Errors answer ``{"error": code, "message": what was wrong, "details": [...]}`` w
 status, and never carry a stack trace; unexpected failures are logged and answer 500.
 
 The web UI (``/ui``, `recpilot.serving.webui`) is served by the same app unless
-``ServiceSettings.ui`` is off. Not yet here: ``POST /predict`` (behaviour probabilities need the
-behaviour model).
+``ServiceSettings.ui`` is off. ``POST /predict`` answers calibrated behaviour probabilities
+(click, cart, purchase, like) from the behaviour model (`recpilot.serving.behaviour`).
 """
 
 from __future__ import annotations
@@ -41,13 +41,14 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from recpilot import __version__
 from recpilot.config import ServiceSettings
 from recpilot.errors import ArtifactError, RecPilotError, UnknownIdError
+from recpilot.guide.policy import PolicyConfig
 from recpilot.serving.service import Recommendations, RecService
 from recpilot.serving.store import MAX_EVENT_TYPE_LENGTH, MAX_ID_LENGTH, EventRecord, StoreError
 
@@ -121,8 +122,14 @@ class EventsAccepted(BaseModel):
 class RecommendedItemOut(BaseModel):
     item_id: str
     score: float
-    reason: str = Field(description='e.g. "because you viewed X", "popular now", "new item"')
+    reason: str = Field(
+        description='e.g. "because you viewed X", "popular now", "new item", or the guidance '
+        'stage that placed it: "promoted", "to diversify", "exploring something new"'
+    )
     because_item_id: str | None = None
+    propensity: float = Field(
+        1.0, description="probability that the policy shows this item at this position"
+    )
 
 
 class RecommendationsOut(BaseModel):
@@ -133,6 +140,7 @@ class RecommendationsOut(BaseModel):
     ignored_items: list[str] = Field(
         default_factory=list, description="history items the model does not know (ignored)"
     )
+    policy: str | None = Field(None, description="guidance policy applied (None: none)")
 
     @classmethod
     def of(cls, recs: Recommendations) -> RecommendationsOut:
@@ -146,10 +154,12 @@ class RecommendationsOut(BaseModel):
                     score=i.score,
                     reason=i.reason,
                     because_item_id=i.because_item_id,
+                    propensity=i.propensity,
                 )
                 for i in recs.items
             ],
             ignored_items=recs.ignored_items,
+            policy=recs.policy,
         )
 
 
@@ -161,6 +171,83 @@ class RecommendationRequest(_In):
     k: int | None = Field(None, ge=1)
     exclude_seen: bool = True
     category: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    chosen_items: list[Id] = Field(
+        default_factory=list,
+        max_length=100,
+        description="onboarding: items a user without history picked (the query when the "
+        "history is empty)",
+    )
+    chosen_categories: list[Id] = Field(
+        default_factory=list,
+        max_length=50,
+        description="onboarding: categories picked; with no usable history or chosen item, "
+        "their popular items are served",
+    )
+    policy: str | None = Field(
+        None, min_length=1, max_length=200, description="guidance policy (GET /policies)"
+    )
+    policy_config: PolicyConfig | None = Field(
+        None,
+        description="a policy given with this request (its stages, as in the policy file); "
+        'reported as "inline". Not together with `policy`',
+    )
+
+    @model_validator(mode="after")
+    def _one_policy(self) -> RecommendationRequest:
+        if self.policy is not None and self.policy_config is not None:
+            raise ValueError("give either `policy` (a name) or `policy_config`, not both")
+        return self
+
+
+class HistoryEventIn(_In):
+    """One event of a history sent with a predict request."""
+
+    item_id: Id
+    event_type: str = Field("view", min_length=1, max_length=MAX_EVENT_TYPE_LENGTH)
+    timestamp: int | None = Field(
+        None, ge=0, description="ms since the epoch; None: one second apart, ending now"
+    )
+    value: float | None = Field(None, description="e.g. the rating")
+
+
+class PredictRequest(_In):
+    """Candidates of one user whose behaviour probabilities are wanted."""
+
+    user_id: Id | None = Field(None, description="the user; their stored history is read")
+    item_ids: list[Id] = Field(min_length=1, description="candidate items (one batch)")
+    behaviours: list[str] | None = Field(
+        None, description="e.g. ['click', 'purchase']; None: every behaviour the model knows"
+    )
+    history: list[Id | HistoryEventIn] | None = Field(
+        None,
+        description="anonymous sessions / new users: item ids or events, oldest first; "
+        "replaces the stored history",
+    )
+
+
+class PredictionOut(BaseModel):
+    item_id: str
+    probabilities: dict[str, float]
+
+
+class PredictionsOut(BaseModel):
+    user_id: str | None
+    model_version: str = Field(description="the behaviour model's version")
+    predictions: list[PredictionOut]
+    unknown_items: list[str] = Field(
+        default_factory=list, description="candidates the behaviour model does not know (skipped)"
+    )
+
+
+class PolicyOut(BaseModel):
+    name: str
+    description: str
+
+
+class PoliciesOut(BaseModel):
+    default: str | None = Field(description="policy of requests that name none")
+    policies: list[PolicyOut]
+    error: str | None = Field(None, description="why the last edit of the file was ignored")
 
 
 class ItemIn(_In):
@@ -584,6 +671,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 UserIdPath = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LENGTH)]
 ItemIdPath = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LENGTH)]
 KQuery = Annotated[int | None, QueryParam(ge=1, description="list length (default 10)")]
+PolicyQuery = Annotated[
+    str | None,
+    QueryParam(min_length=1, max_length=200, description="guidance policy (GET /policies)"),
+]
 
 
 # -- routers ---------------------------------------------------------------------------------------
@@ -616,9 +707,23 @@ def user_recommendations(
     k: KQuery = None,
     exclude_seen: bool = True,
     category: Annotated[str | None, QueryParam(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+    policy: PolicyQuery = None,
+    chosen_items: Annotated[list[str] | None, QueryParam(max_length=100)] = None,
+    chosen_categories: Annotated[list[str] | None, QueryParam(max_length=50)] = None,
 ) -> RecommendationsOut:
-    """Top-k for a user from their latest history (an event posted a moment ago counts)."""
-    recs = service.recommend_for_user(user_id, _check_k(k, settings), exclude_seen, category)
+    """Top-k for a user from their latest history (an event posted a moment ago counts),
+    re-ranked by a guidance policy (unknown names: 400 listing the known ones). A user without
+    events is served from onboarding choices (``chosen_items``, then ``chosen_categories``),
+    else popular items; each item's reason says which path served it."""
+    recs = service.recommend_for_user(
+        user_id,
+        _check_k(k, settings),
+        exclude_seen,
+        category,
+        policy=policy,
+        chosen_items=chosen_items or (),
+        chosen_categories=chosen_categories or (),
+    )
     return RecommendationsOut.of(recs)
 
 
@@ -641,8 +746,73 @@ def session_recommendations(
         body.exclude_seen,
         body.category,
         user_id=body.user_id,
+        policy=body.policy_config if body.policy_config is not None else body.policy,
+        chosen_items=body.chosen_items,
+        chosen_categories=body.chosen_categories,
     )
     return RecommendationsOut.of(recs)
+
+
+@recommendations.get(
+    "/policies", response_model=PoliciesOut, dependencies=[Depends(require("read"))]
+)
+def list_policies(service: ServiceDep) -> PoliciesOut:
+    """The guidance policies a request may name (the policy file, as last read)."""
+    file = service.policies.policies
+    return PoliciesOut(
+        default=file.default,
+        policies=[
+            PolicyOut(name=n, description=p.description) for n, p in sorted(file.policies.items())
+        ],
+        error=service.policies.last_error,
+    )
+
+
+predictions = APIRouter(tags=["predictions"], responses=ERRORS)
+
+
+@predictions.post(
+    "/predict", response_model=PredictionsOut, dependencies=[Depends(require("read"))]
+)
+def predict(body: PredictRequest, service: ServiceDep, settings: SettingsDep) -> PredictionsOut:
+    """Calibrated probabilities of each behaviour for every candidate, in one model call.
+
+    Candidates the behaviour model does not know are skipped and listed in ``unknown_items``.
+    404 when no behaviour model is loaded; 400 for a behaviour the model does not predict.
+    """
+    from recpilot.serving.behaviour import BehaviourRequestError, HistoryItem, NoBehaviourModelError
+
+    if body.user_id is None and body.history is None:
+        raise HTTPException(422, "give a user_id (stored history) or a history, or both")
+    _check_batch(len(body.item_ids), "candidate items", settings)
+    history = None
+    if body.history is not None:
+        if len(body.history) > settings.max_request_history:
+            raise HTTPException(
+                413,
+                f"a history of {len(body.history)} events exceeds the limit of "
+                f"{settings.max_request_history}; send the most recent events only",
+            )
+        history = [
+            HistoryItem(h)
+            if isinstance(h, str)
+            else HistoryItem(h.item_id, h.event_type, h.timestamp, h.value)
+            for h in body.history
+        ]
+    try:
+        out = service.predict(body.user_id, body.item_ids, body.behaviours, history)
+    except NoBehaviourModelError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except BehaviourRequestError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return PredictionsOut(
+        user_id=out.user_id,
+        model_version=out.model_version,
+        predictions=[
+            PredictionOut(item_id=p.item_id, probabilities=p.probabilities) for p in out.predictions
+        ],
+        unknown_items=out.unknown_items,
+    )
 
 
 items = APIRouter(prefix="/items", tags=["items"], responses=ERRORS)
@@ -781,7 +951,7 @@ def create_app(settings: ServiceSettings, service: RecService | None = None) -> 
     app.state.metrics = registry
     app.state.request_stats = RequestStats()
 
-    for router in (events, recommendations, items, users, admin, ops):
+    for router in (events, recommendations, predictions, items, users, admin, ops):
         app.include_router(router)
     if settings.ui:
         from recpilot.serving.webui import ui_router

@@ -14,6 +14,7 @@ sees a half-loaded model and never fails because of a swap.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -254,6 +255,17 @@ class ModelHolder:
                 registry.set_current(version)
             self._served = served  # one reference assignment: the atomic swap
         return served
+
+    def swap_model(self, expected: ServedModel, model: Recommender) -> bool:
+        """Serve ``model`` (same version) in place of ``expected``'s, e.g. grown by new items.
+
+        Returns False, changing nothing, when another model was swapped in meanwhile.
+        """
+        with self._reload_lock:
+            if self._served is not expected:
+                return False
+            self._served = dataclasses.replace(expected, model=model)
+        return True
 
     def reload(self, version: str | None = None) -> tuple[str | None, str]:
         """`load` again; returns ``(previous version, new version)``."""

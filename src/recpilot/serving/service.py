@@ -16,27 +16,39 @@ What it does on each call:
 - **fallbacks**: no usable history → the items with most events in the store recently
   ("popular now", optionally within a category), filled up from the model's empty-history
   scores; history items the model does not know are ignored with a warning.
+- **guidance**: a request may name a policy (`recpilot.guide.policy`, from the settings'
+  ``policies`` file, re-read when it changes); its stages re-rank the model's scores
+  (filters, promotion, diversity, calibration, exploration) and items they place carry the
+  stage's reason ("promoted", "to diversify", "exploring something new") and a propensity.
 - **impressions**: every list served is logged (request id, user, item, position, reason,
-  model version) by a background writer.
+  model version, propensity) by a background writer.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from recpilot.config import ServiceSettings
-from recpilot.errors import UnknownIdError
+from recpilot.errors import RecPilotError, UnknownIdError
+from recpilot.guide.policy import Pipeline, PolicyConfig, PolicyRegistry
+from recpilot.guide.similarity import CategorySimilarity, ItemSimilarity, similarity_from_model
+from recpilot.guide.stages import BanditState, GuideRequest, ItemSpace
 from recpilot.models.base import Query
+from recpilot.serving.behaviour import BehaviourHolder, HistoryItem, Predictions
+from recpilot.serving.behaviour import predict as predict_behaviour
 from recpilot.serving.registry import ModelHolder, ServedModel
+from recpilot.serving.retrieval import Retriever, vector_view
 from recpilot.serving.store import (
     AddResult,
     EventRecord,
@@ -48,10 +60,17 @@ from recpilot.serving.store import (
 )
 from recpilot.types import UNKNOWN
 
+if TYPE_CHECKING:
+    from recpilot.content.encoder import ItemEncoder
+
 logger = logging.getLogger(__name__)
 
 POPULAR = "popular now"
+#: The policy name reported for a policy given with the request rather than by name.
+INLINE_POLICY = "inline"
 NEW_ITEM = "new item"
+#: Event type of onboarding choices (items a user without events picked).
+CHOSEN_EVENT = "chosen"
 #: How a reason names the user's action, by event type (others: "interacted with").
 VERBS = {
     "view": "viewed",
@@ -60,6 +79,7 @@ VERBS = {
     "purchase": "bought",
     "rating": "rated",
     "interaction": "interacted with",
+    CHOSEN_EVENT: "chose",
 }
 #: A history item "explains" a recommendation when its one-item query raises the item's score
 #: over the empty-history score by more than this.
@@ -80,17 +100,20 @@ class RecommendedItem:
     score: float
     reason: str
     because_item_id: str | None = None
+    propensity: float = 1.0
 
 
 @dataclass(frozen=True)
 class Recommendations:
-    """A list served to a user (``user_id`` None: anonymous) by one model version."""
+    """A list served to a user (``user_id`` None: anonymous) by one model version, re-ranked
+    by ``policy`` (None: the model's own order)."""
 
     user_id: str | None
     model_version: str
     items: list[RecommendedItem]
     request_id: str
     ignored_items: list[str] = field(default_factory=list)
+    policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -326,6 +349,17 @@ class RecService:
         self._warned: set[tuple[str, str]] = set()
         self._warned_lock = threading.Lock()
         self._popular_lock = threading.Lock()
+        self.policies = PolicyRegistry(settings.policies, settings.policies_check_seconds)
+        self._guides: dict[tuple[str, int, str, int], Pipeline] = {}
+        self._spaces: dict[tuple[str, int], ItemSpace] = {}
+        self._bandit: tuple[str, BanditState] | None = None
+        self._guide_lock = threading.Lock()
+        self.behaviour = BehaviourHolder(settings.behaviour_artifact)
+        self._content_lock = threading.Lock()
+        self._encoder: ItemEncoder | None = None
+        self._text_items: set[str] = set()  # items the served model knows from text alone
+        self._retrievers: dict[str, Retriever | None] = {}  # model version -> ANN retriever
+        self._retriever_lock = threading.Lock()
         self.started = False
 
     @classmethod
@@ -348,7 +382,11 @@ class RecService:
         """Migrate the store, load the model and read the catalogue."""
         version = self.store.migrate()
         served = self.models.current if self.models.loaded else self.models.load()
+        if not self.behaviour.loaded:
+            self.behaviour.load(served.path)
         self._refresh_catalogue(force=True)
+        self._sync_text_items()
+        self._retriever(served)  # a large catalogue's ANN index: built or read now, not later
         self.started = True
         logger.info(
             "service ready: model %s, store %s (schema %d, %s)",
@@ -373,15 +411,51 @@ class RecService:
         """Load the current (or given registry) model version and swap it in atomically.
 
         Requests in flight finish on the model they started with; none fails.
-        Returns ``(previous version, new version)``.
+        Returns ``(previous version, new version)``. The behaviour model (``behaviour/`` of
+        the new version, or ``behaviour_artifact``) is reloaded with it.
         """
-        return self.models.reload(version)
+        previous, new = self.models.reload(version)
+        self._sync_text_items()
+        self._retriever(self.models.current)  # the new version's ANN index, if it uses one
+        try:
+            self.behaviour.load(self.models.current.path)
+        except RecPilotError as exc:  # the recommendation model is in; keep the old behaviour one
+            logger.error("behaviour model not reloaded (the previous one stays): %s", exc)
+        return previous, new
+
+    # -- behaviour probabilities ---------------------------------------------------------------------
+    def predict(
+        self,
+        user_id: str | None,
+        item_ids: Sequence[str],
+        behaviours: Sequence[str] | None = None,
+        history: Sequence[HistoryItem] | None = None,
+    ) -> Predictions:
+        """Calibrated behaviour probabilities of candidate items for one user, one batch.
+
+        Args:
+            user_id: the user (its stored history is read unless ``history`` is given).
+            item_ids: candidates; ids the behaviour model does not know are skipped and listed
+                in ``unknown_items``.
+            behaviours: which behaviours (default: every one the model predicts).
+            history: an explicit history (anonymous sessions, new users), oldest first.
+
+        Raises:
+            NoBehaviourModelError: no behaviour model is loaded.
+            BehaviourRequestError: a behaviour the model does not predict.
+        """
+        served = self.behaviour.current
+        if history is None:
+            stored = self.history(user_id) if user_id is not None else ()
+            history = [HistoryItem(e.item_id, e.event_type, e.timestamp) for e in stored]
+        return predict_behaviour(served, user_id, item_ids, history, behaviours, now_ms())
 
     # -- events ------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[EventRecord]) -> IngestResult:
         """Store events durably (committed before returning); repeated event ids store once."""
         result: AddResult = self.store.add_events(events)
         self.cache.invalidate(result.users)
+        self._record_clicks(events)
         self.stats.add(events_stored=result.stored, events_duplicate=result.duplicates)
         return IngestResult(len(events), result.stored, result.duplicates)
 
@@ -417,8 +491,71 @@ class RecService:
     def put_items(self, items: Sequence[tuple[str, bool, dict[str, Any]]]) -> int:
         """Insert or update catalogue items ``(item_id, available, metadata)``."""
         n = self.store.put_items(items)
+        self._add_text_items(items)
         self._refresh_catalogue(force=True)
         return n
+
+    # -- content: items the model learns from their text alone -------------------------------------
+    def _add_text_items(self, items: Sequence[tuple[str, bool, dict[str, Any]]]) -> int:
+        """Give the served model the catalogue items it does not know, from their text.
+
+        Only for models that read item text (a hybrid sequence model or text-kNN, with
+        ``add_items``); the model is copied, grown and swapped in, so requests in flight keep
+        the model they started with. Returns the number of items added.
+        """
+        served = self.models.current
+        model = served.model
+        text_dim = getattr(model, "text_dim", None)
+        if not text_dim or self.settings.text_encoder is None:
+            return 0
+        from recpilot.content.encoder import encoder_from_id
+        from recpilot.content.text import item_text
+
+        new = [
+            (item_id, item_text(metadata))
+            for item_id, _, metadata in items
+            if served.item_index(item_id) == UNKNOWN and item_text(metadata)
+        ]
+        if not new:
+            return 0
+        with self._content_lock:
+            if self._encoder is None:
+                self._encoder = encoder_from_id(self.settings.text_encoder)
+            if self._encoder.dim != text_dim:
+                logger.error(
+                    "items not added to the model: the encoder %s gives %d-d vectors, the model "
+                    "reads %d-d text vectors (set text_encoder to the one it was trained with)",
+                    self._encoder.encoder_id,
+                    self._encoder.dim,
+                    text_dim,
+                )
+                return 0
+            vectors = self._encoder.encode([t for _, t in new])
+            served = self.models.current
+            grown = copy.deepcopy(served.model)
+            try:
+                cast(Any, grown).add_items([i for i, _ in new], vectors)
+            except RecPilotError as exc:
+                logger.error("items not added to the model %s: %s", served.version, exc)
+                return 0
+            if not self.models.swap_model(served, grown):
+                return 0  # a reload won the race; its model is synced on reload
+            self._text_items.update(i for i, _ in new)
+            # index-keyed caches (model view, item space) must be rebuilt for the grown model
+            with self._catalogue_lock:
+                snap = self._catalogue
+                self._catalogue = replace(snap, generation=snap.generation + 1)
+            self._model_catalogue = None
+        logger.info("added %d item(s) to model %s from their text", len(new), served.version)
+        return len(new)
+
+    def _sync_text_items(self) -> None:
+        """After loading a model: add the catalogue's items it does not know, from their text."""
+        records = [(r.item_id, r.available, r.metadata) for r in self._catalogue.items.values()]
+        if records:
+            self._text_items.clear()
+            self._add_text_items(records)
+            self._model_catalogue = None
 
     def delete_item(self, item_id: str) -> None:
         """Take an item out of the catalogue: it is never recommended again."""
@@ -493,10 +630,32 @@ class RecService:
         k: int = 10,
         exclude_seen: bool = True,
         category: str | None = None,
+        policy: str | PolicyConfig | None = None,
+        chosen_items: Sequence[str] = (),
+        chosen_categories: Sequence[str] = (),
     ) -> Recommendations:
-        """Top-``k`` for a user from their latest stored history."""
+        """Top-``k`` for a user from their latest stored history, re-ranked by ``policy``: a
+        name from the policy file, a policy given with the request, or None (the file's
+        default).
+
+        A user without a usable history is served from onboarding preferences when given:
+        ``chosen_items`` become the query ("because you chose X"), else the popular items of
+        ``chosen_categories`` ("popular in C"), else the popular items ("popular now").
+
+        Raises:
+            UnknownPolicyError: the policy is not defined (the message lists the known ones).
+        """
         history = self.history(user_id)
-        return self._recommend(user_id, list(history), k, exclude_seen, category)
+        return self._recommend(
+            user_id,
+            list(history),
+            k,
+            exclude_seen,
+            category,
+            policy,
+            chosen_items,
+            chosen_categories,
+        )
 
     def recommend_for_history(
         self,
@@ -506,11 +665,24 @@ class RecService:
         category: str | None = None,
         user_id: str | None = None,
         event_type: str = "view",
+        policy: str | PolicyConfig | None = None,
+        chosen_items: Sequence[str] = (),
+        chosen_categories: Sequence[str] = (),
     ) -> Recommendations:
         """Top-``k`` for an anonymous session (or a new user) described by ``item_ids``
-        (oldest first); nothing is read from or written to the user's stored events."""
+        (oldest first); nothing is read from or written to the user's stored events. With an
+        empty history, onboarding preferences serve as in `recommend_for_user`."""
         history = [HistoryEvent(str(i), event_type, 0) for i in item_ids]
-        return self._recommend(user_id, history, k, exclude_seen, category)
+        return self._recommend(
+            user_id,
+            history,
+            k,
+            exclude_seen,
+            category,
+            policy,
+            chosen_items,
+            chosen_categories,
+        )
 
     def similar_items(self, item_id: str, k: int = 10) -> Recommendations:
         """Items related to ``item_id`` by the model's item-item scores (one-item query).
@@ -560,9 +732,17 @@ class RecService:
         k: int,
         exclude_seen: bool,
         category: str | None,
+        policy: str | PolicyConfig | None = None,
+        chosen_items: Sequence[str] = (),
+        chosen_categories: Sequence[str] = (),
     ) -> Recommendations:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        resolved: tuple[str, PolicyConfig] | None
+        if isinstance(policy, PolicyConfig):
+            resolved = (INLINE_POLICY, policy)
+        else:
+            resolved = self.policies.resolve(policy)  # unknown names fail before any work
         served = self.models.current  # this request uses this model to the end
         view = self._model_view(served)
         snap = self.catalogue()
@@ -575,10 +755,21 @@ class RecService:
         if ignored:
             self._warn_unknown(served.version, ignored)
         known = [(e, i) for e, i in zip(history, indices, strict=True) if i >= 0]
+        if not known and chosen_items:
+            # onboarding: the items a user without events picked are the query
+            history = [HistoryEvent(str(i), CHOSEN_EVENT, 0) for i in chosen_items]
+            known = [(e, served.item_index(e.item_id)) for e in history]
+            known = [(e, i) for e, i in known if i >= 0]
         seen_ids = {e.item_id for e in history} if exclude_seen else set()
 
         items: list[RecommendedItem] = []
-        if known:
+        if not known and chosen_categories:
+            items = self._popular_in(served, view, snap, k, seen_ids, chosen_categories)
+        if known and resolved is not None:
+            items = self._guided(
+                served, view, snap, known, k, exclude_seen, category, resolved, request_id
+            )
+        elif known:
             items = self._personalised(served, view, snap, known, k, exclude_seen, category)
         if len(items) < k:
             if not items:
@@ -587,7 +778,15 @@ class RecService:
             items += self._popular(served, view, snap, k - len(items), taken, category)
         items = self._with_new_items(view, items, k, seen_ids, category)
         self.stats.add(recommendations=1)
-        result = Recommendations(user_id, served.version, items, request_id, ignored)
+        result = Recommendations(
+            user_id,
+            served.version,
+            items,
+            request_id,
+            ignored,
+            # the policy re-ranks the model's list; popular-fallback lists are not guided
+            resolved[0] if resolved is not None and known else None,
+        )
         self._log_impressions(result)
         return result
 
@@ -622,14 +821,72 @@ class RecService:
         candidates = view.candidates(category)
         if candidates is not None and len(candidates) == 0:
             return []
-        ids, scores = model.recommend(
-            Query.from_histories([hist]), k=k, exclude_seen=exclude_seen, candidates=candidates
-        )
-        keep = ids[0] >= 0
-        rec_idx, rec_scores = ids[0][keep], scores[0][keep]
+        retriever = self._retriever(served)
+        if retriever is not None:  # a large catalogue: ANN candidates, then exact scores
+            blocked = ~view.available
+            if category is not None:
+                blocked = np.ones(len(blocked), dtype=bool)
+                blocked[np.asarray(candidates, dtype=np.int64)] = False
+            if exclude_seen:
+                blocked = blocked.copy()
+                blocked[hist] = True
+            rec_idx, rec_scores = retriever.recommend(hist, k, blocked)
+        else:
+            ids, scores = model.recommend(
+                Query.from_histories([hist]),
+                k=k,
+                exclude_seen=exclude_seen,
+                candidates=candidates,
+            )
+            keep = ids[0] >= 0
+            rec_idx, rec_scores = ids[0][keep], scores[0][keep]
         if len(rec_idx) == 0:
             return []
-        # reasons: the recent history item whose one-item query raises each item the most
+        return self._explain(served, snap, known, rec_idx, rec_scores)
+
+    def _retriever(self, served: ServedModel) -> Retriever | None:
+        """The served model's ANN retriever when `ServiceSettings.ann` asks for one (built
+        once per model version, cached on disk in the artefact's ``ann/`` folder)."""
+        mode = self.settings.ann
+        model = served.model
+        if mode == "off" or (mode == "auto" and model.n_items < self.settings.ann_min_items):
+            return None
+        with self._retriever_lock:
+            if served.version not in self._retrievers:
+                started = time.perf_counter()
+                retriever = Retriever.for_model(
+                    model,
+                    served.path / "ann",
+                    candidates=self.settings.ann_candidates,
+                    ef_search=self.settings.ann_ef_search,
+                )
+                self._retrievers = {served.version: retriever}  # older versions go
+                if retriever is None:
+                    logger.info("model %s has no vector form: every item is scored", served.name)
+                else:
+                    logger.info(
+                        "ANN index of %d items ready in %.1fs",
+                        retriever.index.n_items,
+                        time.perf_counter() - started,
+                    )
+            retriever = self._retrievers[served.version]
+            if retriever is not None and retriever.index.n_items < model.n_items:
+                view = vector_view(model)  # items were added online: index them too
+                if view is not None:
+                    retriever.sync(view)
+            return retriever
+
+    def _explain(
+        self,
+        served: ServedModel,
+        snap: CatalogueSnapshot,
+        known: list[tuple[HistoryEvent, int]],
+        rec_idx: np.ndarray,
+        rec_scores: np.ndarray,
+    ) -> list[RecommendedItem]:
+        """The model's reason for each item: the recent history item whose one-item query
+        raises its score the most, else "popular now"."""
+        model = served.model
         recent: dict[int, HistoryEvent] = {}
         for event, idx in reversed(known):
             if idx not in recent:
@@ -637,7 +894,11 @@ class RecService:
                 if len(recent) == self.settings.reason_history_items:
                     break
         rows = [np.empty(0, dtype=np.int64)] + [np.asarray([i]) for i in recent]
-        single = model.score(Query.from_histories(rows))[:, rec_idx]  # (1 + m, n)
+        retriever = self._retriever(served)
+        if retriever is not None:  # only the listed items: never the whole catalogue
+            single = retriever.score_items(Query.from_histories(rows), rec_idx)  # (1 + m, n)
+        else:
+            single = model.score(Query.from_histories(rows))[:, rec_idx]  # (1 + m, n)
         influence = single[1:] - single[0]  # (m, n)
         best = influence.argmax(axis=0)  # (n,)
         sources = list(recent.values())
@@ -645,14 +906,168 @@ class RecService:
         for col, (item_id, score) in enumerate(
             zip(served.item_ids(rec_idx), rec_scores, strict=True)
         ):
+            text_only = item_id in self._text_items  # added online, known from its text
             if influence[best[col], col] > INFLUENCE_EPS:
                 src = sources[best[col]]
                 verb = VERBS.get(src.event_type, "interacted with")
                 reason = f"because you {verb} {snap.label(src.item_id)}"
+                if text_only:
+                    reason = f"{NEW_ITEM} similar to {snap.label(src.item_id)}"
                 out.append(RecommendedItem(item_id, float(score), reason, src.item_id))
             else:
-                out.append(RecommendedItem(item_id, float(score), POPULAR))
+                out.append(
+                    RecommendedItem(item_id, float(score), NEW_ITEM if text_only else POPULAR)
+                )
         return out
+
+    # -- guidance ----------------------------------------------------------------------------------
+    def _guided(
+        self,
+        served: ServedModel,
+        view: ModelCatalogue,
+        snap: CatalogueSnapshot,
+        known: list[tuple[HistoryEvent, int]],
+        k: int,
+        exclude_seen: bool,
+        category: str | None,
+        resolved: tuple[str, PolicyConfig],
+        request_id: str,
+    ) -> list[RecommendedItem]:
+        """The model's scores re-ranked by a policy; stage reasons and propensities kept."""
+        name, policy = resolved
+        space = self._item_space(served, view, snap)
+        pipeline = self._pipeline(served, view, name, policy, space)
+        hist = np.asarray([i for _, i in known], dtype=np.int64)
+        scores = served.model.score(Query.from_histories([hist]))[0]
+        blocked = ~view.available
+        candidates = view.candidates(category)
+        if category is not None:
+            allowed = np.zeros(len(blocked), dtype=bool)
+            allowed[np.asarray(candidates, dtype=np.int64)] = True
+            blocked = blocked | ~allowed
+        if exclude_seen:
+            blocked = blocked.copy()
+            blocked[hist] = True
+        # seeded by the request id: a logged list can be reproduced from its id
+        rng = np.random.default_rng(int(request_id[:16], 16))
+        out = pipeline.run(scores, GuideRequest(hist, k, rng, now=time.time()), space, blocked)
+        if len(out.items) == 0:
+            return []
+        base = self._explain(served, snap, known, out.items, out.scores)
+        guided = []
+        for item, stage_reason, p in zip(base, out.reasons, out.propensities, strict=True):
+            if stage_reason is not None:  # the stage placed it: its reason, not the model's
+                item = replace(item, reason=stage_reason, because_item_id=None)
+            guided.append(replace(item, propensity=float(p)))
+        return guided
+
+    def _bandit_for(self, version: str, n_items: int) -> BanditState:
+        with self._guide_lock:
+            if self._bandit is None or self._bandit[0] != version:
+                self._bandit = (version, BanditState(n_items))
+            return self._bandit[1]
+
+    def _record_clicks(self, events: Sequence[EventRecord]) -> None:
+        """Clicks (and stronger events) update the exploration posteriors."""
+        if self._bandit is None:
+            return
+        version, bandit = self._bandit
+        served = self.models.current
+        if served.version != version:
+            return
+        idx = [
+            served.item_index(e.item_id)
+            for e in events
+            if e.event_type in ("click", "cart", "purchase")
+        ]
+        idx = [i for i in idx if i >= 0]
+        if idx:
+            np.add.at(bandit.clicks, np.asarray(idx, dtype=np.int64), 1.0)
+            # a click counts as a show too when its impression was never logged
+            np.maximum(bandit.shows, bandit.clicks, out=bandit.shows)
+
+    def _item_space(
+        self, served: ServedModel, view: ModelCatalogue, snap: CatalogueSnapshot
+    ) -> ItemSpace:
+        key = (served.version, view.generation)
+        with self._guide_lock:
+            space = self._spaces.get(key)
+        if space is not None:
+            return space
+        n = served.model.n_items
+        ids = served.item_ids(np.arange(n))
+        names = sorted(view.by_category)
+        codes = np.full(n, -1, dtype=np.int64)
+        for code, cat in enumerate(names):
+            codes[view.by_category[cat]] = code
+        created = np.full(n, np.nan)
+        attributes: dict[str, np.ndarray] = {}
+        new_since = now_ms() - int(self.settings.new_item_hours * 3_600_000)
+        new_items = []
+        for rec in snap.items.values():
+            idx = served.item_index(rec.item_id)
+            if idx == UNKNOWN:
+                continue
+            created[idx] = rec.created_at / 1000.0
+            if rec.created_at >= new_since:
+                new_items.append(idx)
+            for key_, value in rec.metadata.items():
+                if isinstance(value, str | int | float | bool) or value is None:
+                    if key_ not in attributes:
+                        attributes[key_] = np.full(n, None, dtype=object)
+                    attributes[key_][idx] = value
+        popularity = np.zeros(n)
+        for item_id, count in self._trending():
+            idx = served.item_index(item_id)
+            if idx != UNKNOWN:
+                popularity[idx] = count
+        similarity: ItemSimilarity | None
+        try:
+            similarity = similarity_from_model(served.model)
+        except ValueError:
+            similarity = CategorySimilarity(codes) if names else None
+        space = ItemSpace(
+            n,
+            item_ids=ids,
+            categories=codes,
+            category_names=tuple(names),
+            available=view.available,
+            popularity=popularity,
+            created_at=created,
+            attributes=attributes,
+            similarity=similarity,
+            new_items=np.asarray(sorted(new_items), dtype=np.int64),
+        )
+        with self._guide_lock:
+            self._spaces = {
+                k_: v for k_, v in self._spaces.items() if k_[0] == served.version
+            }  # older catalogue generations and models go
+            self._spaces[key] = space
+        return space
+
+    def _pipeline(
+        self,
+        served: ServedModel,
+        view: ModelCatalogue,
+        name: str,
+        policy: PolicyConfig,
+        space: ItemSpace,
+    ) -> Pipeline:
+        if name == INLINE_POLICY:  # given with the request: cached by its content
+            tag = hashlib.sha1(policy.model_dump_json(by_alias=True).encode()).hexdigest()
+            name = f"{INLINE_POLICY}:{tag[:16]}"
+        key = (served.version, view.generation, name, self.policies.generation)
+        with self._guide_lock:
+            pipeline = self._guides.get(key)
+        if pipeline is not None:
+            return pipeline
+        bandit = self._bandit_for(served.version, served.model.n_items)
+        pipeline = Pipeline.from_config(policy, space, bandit=bandit, name=name)
+        with self._guide_lock:
+            if len(self._guides) > 256:
+                self._guides.clear()
+            self._guides[key] = pipeline
+        return pipeline
 
     def _trending(self) -> list[tuple[str, int]]:
         stamp, items = self._trending_cache
@@ -710,6 +1125,32 @@ class RecService:
                 break
         return out
 
+    def _popular_in(
+        self,
+        served: ServedModel,
+        view: ModelCatalogue,
+        snap: CatalogueSnapshot,
+        k: int,
+        taken: set[str],
+        categories: Sequence[str],
+    ) -> list[RecommendedItem]:
+        """Popular items of the chosen categories, taken in turn ("popular in C")."""
+        lists = [
+            [
+                replace(i, reason=f"popular in {c}")
+                for i in self._popular(served, view, snap, k, taken, c)
+            ]
+            for c in dict.fromkeys(categories)
+        ]
+        out: list[RecommendedItem] = []
+        chosen = set(taken)
+        for rank in range(k):
+            for lst in lists:
+                if rank < len(lst) and lst[rank].item_id not in chosen and len(out) < k:
+                    out.append(lst[rank])
+                    chosen.add(lst[rank].item_id)
+        return out
+
     def _with_new_items(
         self,
         view: ModelCatalogue,
@@ -747,10 +1188,19 @@ class RecService:
                     result.model_version,
                     item.reason,
                     shown,
+                    item.propensity,
                 )
                 for position, item in enumerate(result.items)
             ]
         )
+        if result.policy is not None and self._bandit is not None:
+            version, bandit = self._bandit
+            if version == result.model_version:
+                served = self.models.current
+                idx = [served.item_index(i.item_id) for i in result.items]
+                shown_idx = np.asarray([i for i in idx if i >= 0], dtype=np.int64)
+                if len(shown_idx):
+                    np.add.at(bandit.shows, shown_idx, 1.0)
 
     # -- health ------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -118,7 +119,11 @@ class ItemRecord:
 
 @dataclass(frozen=True)
 class Impression:
-    """One shown item: who saw it (None: anonymous), where, why, from which model."""
+    """One shown item: who saw it (None: anonymous), where, why, from which model.
+
+    ``propensity``: the probability that the guidance policy showed this item at this position
+    (1 for deterministic lists; None for impressions logged before propensities existed).
+    """
 
     request_id: str
     user_id: str | None
@@ -127,6 +132,7 @@ class Impression:
     model_version: str
     reason: str
     shown_at: int
+    propensity: float | None = None
 
 
 def category_of(metadata: dict[str, Any]) -> str | None:
@@ -199,6 +205,7 @@ class Tables:
             Column("model_version", String(200), nullable=False),
             Column("reason", String(500), nullable=False),
             Column("shown_at", BigInteger, nullable=False),
+            Column("propensity", Float, nullable=True),
             Index(f"ix_{prefix}impressions_user", "user_id"),
         )
         return cls(md, schema_version, events, items, impressions)
@@ -227,11 +234,22 @@ def _create_events_item_index(conn: Connection, tables: Tables) -> None:
     ).create(conn, checkfirst=True)
 
 
+def _add_impression_propensity(conn: Connection, tables: Tables) -> None:
+    """Add ``impressions.propensity`` to stores created before it existed (a store created
+    since then got the column with the table)."""
+    name = tables.impressions.name
+    columns = {c["name"] for c in inspect(conn).get_columns(name)}
+    if "propensity" not in columns:
+        quoted = conn.dialect.identifier_preparer.quote(name)
+        conn.execute(text(f"ALTER TABLE {quoted} ADD COLUMN propensity DOUBLE PRECISION"))
+
+
 #: Every schema step in order. Append new steps; never edit an applied one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events and item catalogue", _create("events", "items")),
     Migration(2, "impression log", _create("impressions")),
     Migration(3, "index events by item and time (popularity)", _create_events_item_index),
+    Migration(4, "impression propensities (guidance policies)", _add_impression_propensity),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -739,6 +757,7 @@ class Store:
                 "model_version": i.model_version[:200],
                 "reason": i.reason[:500],
                 "shown_at": i.shown_at,
+                "propensity": i.propensity,
             }
             for i in impressions
         ]
@@ -761,6 +780,7 @@ class Store:
                     r.model_version,
                     r.reason,
                     int(r.shown_at),
+                    None if r.propensity is None else float(r.propensity),
                 )
                 for r in conn.execute(stmt)
             ]

@@ -25,9 +25,7 @@ replaced atomically, never pickled::
 
 from __future__ import annotations
 
-import collections
 import functools
-import itertools
 import json
 import logging
 import math
@@ -46,7 +44,7 @@ from torch import nn
 
 from recpilot.config import TrainerConfig
 from recpilot.models.artifact import replace_dir, write_json_atomic
-from recpilot.progress import progress
+from recpilot.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -328,14 +326,11 @@ class Trainer:
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             n_steps = n_seen = 0
             partial = False
-            counter = iter(
-                progress(
-                    range(batches.n_sequences),
-                    f"epoch {epoch}/{cfg.max_epochs}" + run.last_summary,
-                    total=batches.n_sequences,
-                    unit="seq",
-                    disable=None if cfg.show_progress is None else not cfg.show_progress,
-                )
+            bar = progress_bar(
+                batches.n_sequences,
+                f"epoch {epoch}/{cfg.max_epochs}" + run.last_summary,
+                unit="seq",
+                disable=None if cfg.show_progress is None else not cfg.show_progress,
             )
             for cpu_batch in batches.epoch(rng):
                 batch = _to_device(cpu_batch, device)
@@ -362,11 +357,15 @@ class Trainer:
                 run.step += 1
                 n_steps += 1
                 n_seen += len(batch)
-                collections.deque(itertools.islice(counter, len(batch)), maxlen=0)
+                bar.update(len(batch))
+                if not bar.disable and (n_steps % 10 == 0 or n_steps == n_batches):
+                    # the running mean of this epoch's loss (a sync on a GPU, every 10 steps)
+                    bar.set_postfix_str(f"loss {float(loss_sum) / n_steps:.4f}, lr {lr:.2e}")
                 if budget is not None and time.perf_counter() - started >= budget:
                     partial = n_steps < n_batches
                     stopped = "time_budget"
                     break
+            bar.close()
             if not torch.isfinite(loss_sum):  # on a GPU: checked once an epoch (no sync a step)
                 raise FloatingPointError(
                     f"training diverged: the loss is not finite in epoch {epoch}; lower "

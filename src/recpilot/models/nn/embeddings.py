@@ -184,3 +184,96 @@ class EventTypeEmbedding(nn.Module):
         """
         known = (types >= 0) & (types < self.n_types)
         return self.table(torch.where(known, types, self.n_types))
+
+
+class HybridItemEmbedding(ItemEmbedding):
+    """Item vectors from an ID table plus a learned projection of fixed text vectors.
+
+    ``v_i = (E_i if has_id_i and keep_i else u) + W t_i``: ``t_i`` is the item's frozen text
+    vector (a buffer saved with the weights), ``W`` a learned ``(D, T)`` projection, ``has_id_i``
+    says whether the item had training events (an item without any is represented by its
+    text), ``keep_i`` is ID-dropout: in training each item's ID part is hidden with
+    probability ``id_dropout``, so the model learns to rank and read items whose ID it does
+    not know; ``u`` is a learned "unknown ID" vector that stands in for a hidden or missing ID
+    (DropoutNet-style), so an unknown item sits at the level of a typical item rather than at
+    zero. Inputs and the tied head use the same vectors; padding stays zero.
+
+    Args:
+        n_items: catalogue size ``I``.
+        d_model: embedding size ``D``.
+        text: ``(I, T)`` text vectors (zero rows: no text).
+        has_id: ``(I,)`` bool, items whose ID embedding is trained.
+        id_dropout: share of ID parts hidden per training step.
+        scale: multiply input vectors by ``sqrt(D)``.
+        init_std: standard deviation of the normal initialisation (table and projection).
+    """
+
+    text: torch.Tensor  # (I + 1, T) buffer, row 0 (padding) zero
+    has_id: torch.Tensor  # (I + 1,) bool buffer
+
+    def __init__(
+        self,
+        n_items: int,
+        d_model: int,
+        text: torch.Tensor,
+        has_id: torch.Tensor,
+        id_dropout: float = 0.0,
+        scale: bool = True,
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__(n_items, d_model, scale, init_std)
+        if text.shape[0] != n_items or has_id.shape != (n_items,):
+            raise ValueError(
+                f"text {tuple(text.shape)} and has_id {tuple(has_id.shape)} need {n_items} rows"
+            )
+        if not 0 <= id_dropout < 1:
+            raise ValueError(f"id_dropout must be in [0, 1), got {id_dropout}")
+        self.id_dropout = id_dropout
+        self.text_proj = nn.Linear(text.shape[1], d_model, bias=False)
+        nn.init.normal_(self.text_proj.weight, std=init_std)
+        self.unknown_id = nn.Parameter(torch.zeros(d_model))
+        pad_text = torch.zeros(1, text.shape[1], dtype=torch.float32)
+        self.register_buffer("text", torch.cat([pad_text, text.float()]))  # (I + 1, T)
+        self.register_buffer("has_id", torch.cat([torch.zeros(1, dtype=torch.bool), has_id.bool()]))
+
+    def vectors(self) -> torch.Tensor:
+        """``(I + 1, D)`` item vectors (row 0, padding, is zero)."""
+        text: torch.Tensor = self.text
+        keep: torch.Tensor = self.has_id
+        if self.training and self.id_dropout > 0:
+            keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.id_dropout)
+        weight = self.table.weight
+        ids = torch.where(keep[:, None], weight, self.unknown_id.to(weight.dtype))  # (I + 1, D)
+        out = ids + self.text_proj(text)  # (I + 1, D)
+        return torch.cat([torch.zeros_like(out[:1]), out[1:]])  # padding row stays zero
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` tokens → ``(B, L, D)`` hybrid vectors (zero at padding)."""
+        return F.embedding(tokens, self.vectors(), padding_idx=PAD) * self.factor
+
+    @property
+    def item_weight(self) -> torch.Tensor:
+        """``(I, D)`` hybrid item vectors (the tied output weights)."""
+        return self.vectors()[1:]
+
+    @torch.no_grad()
+    def add_items(self, text: torch.Tensor) -> None:
+        """Append ``n`` items described by text alone (``(n, T)`` vectors, zero ID part)."""
+        n = text.shape[0]
+        old = self.table
+        table = nn.Embedding(self.n_items + 1 + n, self.d_model, padding_idx=PAD)
+        table.to(device=old.weight.device, dtype=old.weight.dtype)
+        table.weight.zero_()
+        table.weight[: self.n_items + 1] = old.weight
+        self.table = table
+        buf_text: torch.Tensor = self.text
+        buf_has: torch.Tensor = self.has_id
+        self.text = torch.cat([buf_text, text.to(buf_text)])
+        self.has_id = torch.cat([buf_has, torch.zeros(n, dtype=torch.bool, device=buf_has.device)])
+        self.n_items += n
+
+    @torch.no_grad()
+    def set_text(self, rows: torch.Tensor, text: torch.Tensor) -> None:
+        """Replace the text vectors of item indices ``rows`` (``(n,)``) with ``(n, T)``."""
+        buf: torch.Tensor = self.text
+        buf[rows + 1] = text.to(buf)

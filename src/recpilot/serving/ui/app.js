@@ -18,6 +18,22 @@
     }
   }
 
+  async function loadPolicies() {
+    const select = $("policy");
+    try {
+      const info = await api("/policies");
+      const chosen = select.value;
+      clear(select);
+      select.append(el("option", { value: "" }, info.default ? `default (${info.default})` : "default"));
+      for (const p of info.policies) {
+        select.append(el("option", { value: p.name, title: p.description }, p.name));
+      }
+      select.value = info.policies.some((p) => p.name === chosen) ? chosen : "";
+    } catch (err) {
+      select.title = `policies unavailable: ${err.message}`;
+    }
+  }
+
   async function checkKey() {
     const status = $("key-status");
     if (!getKey()) {
@@ -82,6 +98,8 @@
     if (Number.isFinite(k) && k > 0) params.set("k", String(k));
     const category = $("category").value.trim();
     if (category) params.set("category", category);
+    const policy = $("policy").value;
+    if (policy) params.set("policy", policy);
     return params.toString();
   }
 
@@ -122,7 +140,8 @@
       ...itemLine(rec.item_id, info),
       el("span", { class: "meta" },
         el("span", { class: "reason", "data-testid": "reason" }, rec.reason),
-        ` · score ${formatNumber(rec.score, 4)}`));
+        ` · score ${formatNumber(rec.score, 4)}`,
+        rec.propensity !== undefined && rec.propensity < 1 ? ` · shown with p ${formatNumber(rec.propensity, 3)}` : ""));
       if (state.lastIds.length && !previous.has(rec.item_id)) li.classList.add("changed");
       li.addEventListener("click", () => sendEvent(rec.item_id, info));
       li.addEventListener("keydown", (e) => { if (e.key === "Enter") sendEvent(rec.item_id, info); });
@@ -130,7 +149,8 @@
     }
     if (!recs.items.length) list.append(el("li", { class: "hint" }, "no recommendations"));
     const ignored = recs.ignored_items.length ? ` · ${recs.ignored_items.length} history items unknown to the model` : "";
-    $("rec-meta").textContent = `model ${recs.model_version}${ignored}` +
+    const policy = recs.policy ? ` · policy ${recs.policy}` : "";
+    $("rec-meta").textContent = `model ${recs.model_version}${policy}${ignored}` +
       (state.lastIds.length ? ` · ${changed} new since last list` : "");
     state.lastIds = ids;
     state.refreshes += 1;
@@ -203,7 +223,9 @@
     $("refresh").addEventListener("click", () => refresh());
     $("k").addEventListener("change", () => refresh());
     $("category").addEventListener("change", () => refresh());
-    loadConfig().then(checkKey).then(loadUsers);
+    $("policy").addEventListener("change", () => refresh());
+    $("refresh").addEventListener("click", loadPolicies);  // the policy file may have changed
+    loadConfig().then(checkKey).then(loadPolicies).then(loadUsers);
   }
 
   start();
