@@ -239,6 +239,18 @@ class ModelCatalogue:
             return self.by_category.get(category, np.empty(0, dtype=np.int64))
         return self.available_idx
 
+    def blocked(self, category: str | None, seen: np.ndarray | None) -> np.ndarray:
+        """``(I,)`` bool: items a list may not hold — unavailable, outside ``category`` when
+        one is given, and the ``seen`` item indices when given."""
+        blocked = ~self.available
+        if category is not None:
+            allowed = np.zeros(len(blocked), dtype=bool)
+            allowed[self.by_category.get(category, np.empty(0, dtype=np.int64))] = True
+            blocked = blocked | ~allowed
+        if seen is not None:
+            blocked[seen] = True
+        return blocked
+
 
 class ImpressionWriter:
     """Buffers impressions and writes them from a background thread.
@@ -823,13 +835,7 @@ class RecService:
             return []
         retriever = self._retriever(served)
         if retriever is not None:  # a large catalogue: ANN candidates, then exact scores
-            blocked = ~view.available
-            if category is not None:
-                blocked = np.ones(len(blocked), dtype=bool)
-                blocked[np.asarray(candidates, dtype=np.int64)] = False
-            if exclude_seen:
-                blocked = blocked.copy()
-                blocked[hist] = True
+            blocked = view.blocked(category, hist if exclude_seen else None)
             rec_idx, rec_scores = retriever.recommend(hist, k, blocked)
         else:
             ids, scores = model.recommend(
@@ -939,15 +945,7 @@ class RecService:
         pipeline = self._pipeline(served, view, name, policy, space)
         hist = np.asarray([i for _, i in known], dtype=np.int64)
         scores = served.model.score(Query.from_histories([hist]))[0]
-        blocked = ~view.available
-        candidates = view.candidates(category)
-        if category is not None:
-            allowed = np.zeros(len(blocked), dtype=bool)
-            allowed[np.asarray(candidates, dtype=np.int64)] = True
-            blocked = blocked | ~allowed
-        if exclude_seen:
-            blocked = blocked.copy()
-            blocked[hist] = True
+        blocked = view.blocked(category, hist if exclude_seen else None)
         # seeded by the request id: a logged list can be reproduced from its id
         rng = np.random.default_rng(int(request_id[:16], 16))
         out = pipeline.run(scores, GuideRequest(hist, k, rng, now=time.time()), space, blocked)
