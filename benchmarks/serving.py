@@ -58,7 +58,10 @@ from _common import (
     versions,
 )
 
-from recpilot.config import ExperimentConfig, ServiceSettings
+from recpilot.behaviour.dataset import build_dataset
+from recpilot.behaviour.models import BSTBehaviourModel
+from recpilot.config import BSTBehaviourConfig, ExperimentConfig, ServiceSettings
+from recpilot.models.artifact import load_model
 from recpilot.models.base import Query
 from recpilot.pipeline import Prepared, evaluate, fit_model, prepare
 from recpilot.serving.service import RecService
@@ -80,6 +83,7 @@ class Dataset:
     config: dict[str, Any]
     category: Callable[[pl.DataFrame], pl.Expr] | None = None
     notes: str = ""
+    behaviour: bool = False  # fit a BST behaviour model and drive POST /predict
 
 
 def model_config(name: str) -> dict[str, Any]:
@@ -99,6 +103,7 @@ def datasets(selected: list[str], model: str) -> list[Dataset]:
                     "model": model_config(model),
                 },
                 notes="Simulator(n_users=5000, n_items=2000, seed=0)",
+                behaviour=True,
             )
         )
     if "ml-1m" in selected:
@@ -354,14 +359,34 @@ def run_dataset(ds: Dataset, args: argparse.Namespace, work: Path) -> dict[str, 
     prepared = prepare(config)
     result["prepare_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    model = fit_model(config, prepared, "train_validation")
-    result["fit_s"] = time.perf_counter() - t
+    if args.artifact is not None and ds.name != "simulator":
+        # a model trained beforehand (`recpilot train`; sequence models take minutes to hours)
+        model = load_model(args.artifact)
+        if model.n_items != prepared.data.n_items:
+            raise SystemExit(
+                f"--artifact {args.artifact} has {model.n_items} items, {ds.name} has "
+                f"{prepared.data.n_items}: not a model of this dataset"
+            )
+        result["fit_s"] = float("nan")
+        result["artifact"] = str(args.artifact)
+    else:
+        model = fit_model(config, prepared, "train_validation")
+        result["fit_s"] = time.perf_counter() - t
     test = evaluate(model, config, prepared, "test")
     artefact = work / f"{ds.name}-model"
     model.save(artefact)
     (artefact / "metrics.json").write_text(
         json.dumps({"split": "test (leave-one-out)", "metrics": test.metrics}, default=float)
     )
+    if ds.behaviour:  # POST /predict: a BST beside the served model (its behaviour/ folder)
+        t = time.perf_counter()
+        behaviour = BSTBehaviourModel(BSTBehaviourConfig(epochs=args.bst_epochs, patience=2)).fit(
+            build_dataset(prepared.log)
+        )
+        behaviour.save(artefact / "behaviour")
+        result["behaviour_fit_s"] = time.perf_counter() - t
+        result["behaviours"] = list(behaviour.behaviours)
+        logger.info("%s: BST behaviour model fitted in %.0f s", ds.name, result["behaviour_fit_s"])
     result.update(
         model=model.name,
         n_users=prepared.data.n_users,
@@ -396,7 +421,9 @@ def run_dataset(ds: Dataset, args: argparse.Namespace, work: Path) -> dict[str, 
     )
     result["settings"] = overrides
     result["inproc"] = run_in_process(settings, users, args, rng)
-    result["http"] = run_http(settings, users, history_events, args, rng, work / f"{ds.name}.log")
+    result["http"] = run_http(
+        settings, users, history_events, args, rng, work / f"{ds.name}.log", result["inproc"]
+    )
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -449,10 +476,34 @@ def run_in_process(
             lambda i: served.model.recommend(Query.from_histories([histories[i]]), k=10),
         )
         out["model_only"] = model_only.row()
+        if service.behaviour.loaded:
+            catalogue_ids = [str(i) for i in served.item_ids(np.arange(served.model.n_items))]
+            candidates = [rng.sample(catalogue_ids, 100) for _ in range(args.requests // 4)]
+            predict = time_calls(
+                "predict, 100 candidates",
+                len(candidates),
+                lambda i: service.predict(picks[i], candidates[i]),
+            )
+            out["predict"] = predict.row()
         mean_len = statistics.fmean(len(h) for h in histories)
-        m = settings.reason_history_items
-        # personal scores: one row of the item-item matrix per history item, reasons: m rows
-        flops = 2 * (mean_len + m) * served.model.n_items
+        if getattr(served.model, "module_", None) is not None:
+            # a neural model: count the FLOPs of one forward pass over a typical history (the
+            # reasons' one-item rows are cached per model, so steady state runs one pass)
+            from torch.utils.flop_counter import FlopCounterMode
+
+            typical = min(histories, key=lambda h: abs(len(h) - mean_len))
+            with FlopCounterMode(display=False) as counter:
+                served.model.score(Query.from_histories([typical]))
+            flops = float(counter.get_total_flops())
+            out["flops_what"] = (
+                f"one forward pass over a {len(typical)}-event history and the output head, "
+                "counted by torch's FlopCounterMode"
+            )
+        else:
+            # personal scores: one row of the item-item matrix per history item, reasons: m rows
+            m = settings.reason_history_items
+            flops = 2 * (mean_len + m) * served.model.n_items
+            out["flops_what"] = "one item-item row per history item plus the reason rows"
         out["flops_per_request"] = flops
         out["floor_us"] = flops / (FP32_GFLOPS * 1e9) * 1e6
 
@@ -481,6 +532,7 @@ def run_http(
     args: argparse.Namespace,
     rng: random.Random,
     log: Path,
+    inproc: dict[str, Any],
 ) -> dict[str, Any]:
     config_file = log.with_suffix(".yaml")
     config_file.write_text(json.dumps(settings.model_dump(mode="json")))  # JSON is YAML
@@ -524,6 +576,22 @@ def run_http(
             for _ in range(args.requests // 4)
         ]
         out["anonymous"] = asyncio.run(closed_loop(port, anon, 1)).row()
+        if "predict" in inproc:
+            catalogue_ids = sorted({e.item_id for e in history_events})
+            bodies = [
+                (
+                    "POST",
+                    "/predict",
+                    json.dumps(
+                        {"user_id": rng.choice(users), "item_ids": rng.sample(catalogue_ids, 100)}
+                    ).encode(),
+                )
+                for _ in range(args.requests // 4)
+            ]
+            out["predict"] = asyncio.run(closed_loop(port, bodies, 1)).row()
+            out["predict_concurrent"] = asyncio.run(
+                closed_loop(port, bodies, args.concurrency)
+            ).row()
 
         before = Store(settings.db)
         count0 = before.count_events()
@@ -572,6 +640,17 @@ def fmt(x: float, digits: int = 1) -> str:
     return "–" if x != x else f"{x:,.{digits}f}"
 
 
+def served_models(args: argparse.Namespace) -> str:
+    fitted = f"the model ({json.dumps(model_config(args.model))}, fitted on train+validation"
+    if args.artifact is None:
+        return fitted
+    return (
+        f"on the simulator {fitted}); on the real datasets the artefact `{args.artifact}` "
+        "(trained beforehand by `recpilot train` on the training split, early-stopped on "
+        "validation"
+    )
+
+
 def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> str:
     lines = [
         "## Serving (issue 4): recommendation latency and event ingestion",
@@ -579,18 +658,18 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
         f"Run {today()} with `python benchmarks/serving.py` (commit {git_commit()}), "
         f"{seconds / 60:.1f} min in all. Machine: {machine()}. Versions: {versions()}. "
         f"Seed {args.seed}. Load average (1 min) at the start {args.load_start:.1f}, at the end "
-        f"{os.getloadavg()[0]:.1f}: other jobs were running.",
+        f"{os.getloadavg()[0]:.1f}"
+        + (": other jobs were running." if args.load_start > 1.0 else " (a quiet machine)."),
         "",
-        f"Setup: the model ({json.dumps(model_config(args.model))}, fitted on train+validation; "
-        "its test numbers go to the "
+        f"Setup: {served_models(args)}; its test numbers go to the "
         "artefact's `metrics.json`) is served by `RecService` over a SQLite store (WAL, "
         f"`synchronous=FULL`) holding the catalogue and the newest ≤ {args.history} events of "
         f"{args.users:,} sampled users; requests ask for k=10 for random sampled users, so the "
         "history cache is warm as in steady state (the *after an event* row reads the store). "
         "HTTP: `recpilot serve` (one uvicorn worker) in its own process, driven from the "
         "benchmark process over loopback by a keep-alive HTTP/1.1 client on asyncio; server and "
-        "client share the 2 cores (and other jobs ran on the machine at the time), so the HTTP "
-        "rates are lower bounds for a server with the cores to itself. Latencies in ms.",
+        "client share the 2 cores, so the HTTP rates are lower bounds for a server with the cores to "
+        "itself. Latencies in ms.",
         "",
     ]
     for r in results:
@@ -600,7 +679,15 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
             f"{r['n_events']:,} events; {r['notes']})",
             "",
             f"Model {r['model']}: test NDCG@10 {r['test_ndcg10']:.4f}, HR@10 {r['test_hr10']:.4f}; "
-            f"prepare {r['prepare_s']:.1f} s, fit {r['fit_s']:.1f} s. Store: "
+            f"prepare {r['prepare_s']:.1f} s, "
+            + (f"fit {r['fit_s']:.1f} s" if r["fit_s"] == r["fit_s"] else "trained beforehand")
+            + (
+                f"; BST behaviour model for POST /predict ({', '.join(r['behaviours'])}) fitted "
+                f"in {r['behaviour_fit_s']:.0f} s"
+                if "behaviours" in r
+                else ""
+            )
+            + ". Store: "
             f"{r['store_events']:,} events of {r['store_users']:,} users (mean history "
             f"{r['mean_history']:.0f}), {r['catalogue_items']:,} catalogue items. Server start to "
             f"healthy: {h['startup_s']:.1f} s. Peak RSS of the benchmark process: "
@@ -624,6 +711,11 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
             ),
             row("in-process, right after an event of that user (store read)", ip["fresh"]),
             row("in-process, model scoring + top-k alone", ip["model_only"]),
+            *(
+                [row("in-process `predict`, 100 candidates of one user", ip["predict"])]
+                if "predict" in ip
+                else []
+            ),
             row("in-process `ingest`, 1 event", ip["ingest_one"]),
             row(
                 "in-process `ingest`, batches of 100 (rate in events/s)",
@@ -637,6 +729,17 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
                 "HTTP POST /recommendations (anonymous, 50-item history), sequential",
                 h["anonymous"],
             ),
+            *(
+                [
+                    row("HTTP POST /predict (100 candidates), sequential", h["predict"]),
+                    row(
+                        f"HTTP POST /predict (100 candidates), closed loop ×{args.concurrency}",
+                        h["predict_concurrent"],
+                    ),
+                ]
+                if "predict" in h
+                else []
+            ),
             row(
                 f"HTTP POST /events, batches of 100, ×{args.ingest_concurrency} (rate in events/s)",
                 h["events"],
@@ -649,13 +752,13 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
             f"p99 {fmt(h['open_server']['p99_ms'], 2)} ms. "
             f"Events over HTTP: {h['events']['posted']:,} posted, {h['events']['stored']:,} in the "
             f"store afterwards ({'nothing lost' if h['events']['stored'] == h['events']['posted'] else 'LOST EVENTS'}). "
-            f"Work floor of one request: about {ip['flops_per_request'] / 1e6:.1f} MFLOP (one "
-            "item-item row per history item plus the reason rows), "
+            f"Work floor of one request: about {ip['flops_per_request'] / 1e6:.1f} MFLOP "
+            f"({ip['flops_what']}), "
             f"{ip['floor_us']:.0f} µs at the machine's 175 GFLOP/s (ANCHORS.md); the model part "
             f"takes {ip['model_only']['p50_ms'] * 1000:.0f} µs at p50 "
             f"({ip['model_only']['p50_ms'] * 1000 / max(ip['floor_us'], 1e-9):.0f}× the floor: "
-            "sparse row gathers are memory-bound), the rest is the service (history, reasons, "
-            "filters, impressions) and HTTP.",
+            "per-operation overhead and memory-bound gathers on inputs this small), the rest is "
+            "the service (history, reasons, filters, impressions) and HTTP.",
             "",
         ]
     ok_p99 = [
@@ -675,16 +778,14 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
         f"- ≥ {TARGET_EVENTS_PER_S:,.0f} events/s in batches of 100, each durable before its answer: "
         f"{'met on ' + ', '.join(ok_events) if ok_events else 'not met'} over HTTP; nothing lost "
         "(also under SIGKILL: `tests/serving/test_crash.py`).",
-        "- Not measured here: "
+        "- Elsewhere: the synthetic 1,000,000-item catalogue with the ANN index has its own "
+        "section (`benchmarks/ann_1m.py`)."
         + (
-            f"the ML-1M **SASRec**-class model (this run served {args.model}; `--model NAME` "
-            "serves another registered model), "
-            if args.model == "ease"
+            f" Not measured here: the ML-1M SASRec-class model (this run served {args.model} "
+            "everywhere; `--artifact DIR` serves a trained sequence model)."
+            if args.artifact is None
             else ""
-        )
-        + "`POST /predict` (not driven by this load generator yet), and the synthetic "
-        "1,000,000-item catalogue with the ANN index (its own section: `benchmarks/ann_1m.py`; "
-        "EASE's dense I×I matrix cannot hold a million items).",
+        ),
     ]
     return "\n".join(lines)
 
@@ -693,6 +794,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="simulator,ml-1m")
     parser.add_argument("--model", default="ease", help="a registered model name")
+    parser.add_argument(
+        "--artifact",
+        type=Path,
+        default=None,
+        help="serve this trained artefact on the real dataset (e.g. `recpilot train --config "
+        "configs/ml-1m/sasrec.yaml --output-dir DIR`) instead of fitting --model here; the "
+        "simulator still fits --model",
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--history", type=int, default=200)
@@ -702,6 +811,9 @@ def main() -> None:
     parser.add_argument("--ingest-batches", type=int, default=300)
     parser.add_argument("--ingest-concurrency", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--bst-epochs", type=int, default=4, help="epochs of the simulator's BST (POST /predict)"
+    )
     parser.add_argument(
         "--set",
         action="append",

@@ -501,6 +501,11 @@ def serve(
 
     from recpilot.serving.app import create_app
 
+    if settings.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -515,6 +515,13 @@ class ServiceSettings(StrictModel):
     )
     log_impressions: bool = True
     impression_flush_seconds: float = Field(1.0, gt=0)
+    torch_threads: int | None = Field(
+        1,
+        ge=1,
+        description="`recpilot serve`: torch CPU threads per process; 1 suits a server whose "
+        "requests run concurrently (a request's model pass is small, and idle OpenMP threads "
+        "spin on the cores the other requests need); None: torch's default",
+    )
     ui: bool = Field(
         True,
         description="serve the web UI at /ui (it holds no key: the user types one, kept in "

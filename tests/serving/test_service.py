@@ -6,11 +6,19 @@ import logging
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recpilot.errors import UnknownIdError
+from recpilot.models.base import Query
 from recpilot.serving.registry import ModelHolder, ModelRegistry
-from recpilot.serving.service import NEW_ITEM, POPULAR, HistoryCache, RecService
+from recpilot.serving.service import (
+    NEW_ITEM,
+    POPULAR,
+    HistoryCache,
+    RecService,
+    SingleItemScores,
+)
 from recpilot.serving.store import EventRecord, HistoryEvent, Store, now_ms
 
 from .conftest import ITEMS_PER_BLOCK, N_BLOCKS, item, make_settings, open_service, pg_store
@@ -178,6 +186,32 @@ def test_reasons_name_the_most_influential_recent_item(service: RecService) -> N
     for rec in recs.items:
         assert rec.because_item_id == (item(1, 0) if block_of(rec.item_id) == 1 else item(3, 0))
     assert "because you bought The Third Block" in {r.reason for r in recs.items}
+
+
+def test_reasons_reuse_cached_one_item_rows(service: RecService) -> None:
+    service.ingest([view("a", "gus", item(1, 0), ts=1), view("b", "gus", item(2, 0), ts=2)])
+    first = service.recommend_for_user("gus", k=8)
+    misses = service.single_scores.misses
+    again = service.recommend_for_user("gus", k=8)
+    assert service.single_scores.misses == misses  # the same rows: no model pass
+    assert [(r.item_id, r.reason) for r in again.items] == [
+        (r.item_id, r.reason) for r in first.items
+    ]
+
+
+def test_single_item_scores_match_the_model_and_stay_bounded(service: RecService) -> None:
+    model = service.models.current.model
+    cache = SingleItemScores(max_bytes=1)  # room for the minimum of 8 rows
+    rows = cache.rows(model, [3, 5])
+    expected = model.score(Query.from_histories([np.empty(0, dtype=np.int64), [3], [5]]))
+    np.testing.assert_array_equal(rows, expected)
+    for i in range(model.n_items):
+        cache.rows(model, [i])
+    assert len(cache._rows) == 8
+    np.testing.assert_array_equal(cache.rows(model, [5])[1], expected[2])
+    other = type(model).load(service.models.current.path)  # another model object: new cache
+    cache.rows(other, [1])
+    assert cache._model is other and set(cache._rows) == {-1, 1}
 
 
 def test_erase_user_leaves_a_new_user(service: RecService) -> None:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mutabl
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -43,6 +44,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from recpilot import __version__
@@ -297,6 +299,13 @@ class ErrorOut(BaseModel):
 
 
 # -- errors ----------------------------------------------------------------------------------------
+def json_response(body: BaseModel, status: int = 200) -> Response:
+    """``body`` serialised by pydantic-core at once. The hot routes return this: FastAPI would
+    otherwise validate the returned model against the route's ``response_model`` again and
+    encode it through ``jsonable_encoder`` (the model still documents the route in OpenAPI)."""
+    return Response(body.model_dump_json(), status_code=status, media_type="application/json")
+
+
 def error_response(
     status: int,
     code: str,
@@ -682,13 +691,13 @@ events = APIRouter(prefix="/events", tags=["events"], responses=ERRORS)
 
 
 @events.post("", response_model=EventsAccepted, dependencies=[Depends(require("write"))])
-def post_events(batch: EventBatch, service: ServiceDep, settings: SettingsDep) -> EventsAccepted:
+def post_events(batch: EventBatch, service: ServiceDep, settings: SettingsDep) -> Response:
     """Store a batch of events (durable before the answer; idempotent by ``event_id``)."""
     _check_batch(len(batch.events), "events", settings)
     received = int(time.time() * 1000)
     result = service.ingest([e.record(received) for e in batch.events])
-    return EventsAccepted(
-        received=result.received, stored=result.stored, duplicates=result.duplicates
+    return json_response(
+        EventsAccepted(received=result.received, stored=result.stored, duplicates=result.duplicates)
     )
 
 
@@ -700,7 +709,7 @@ recommendations = APIRouter(tags=["recommendations"], responses=ERRORS)
     response_model=RecommendationsOut,
     dependencies=[Depends(require("read"))],
 )
-def user_recommendations(
+async def user_recommendations(
     user_id: UserIdPath,
     service: ServiceDep,
     settings: SettingsDep,
@@ -710,12 +719,13 @@ def user_recommendations(
     policy: PolicyQuery = None,
     chosen_items: Annotated[list[str] | None, QueryParam(max_length=100)] = None,
     chosen_categories: Annotated[list[str] | None, QueryParam(max_length=50)] = None,
-) -> RecommendationsOut:
+) -> Response:
     """Top-k for a user from their latest history (an event posted a moment ago counts),
     re-ranked by a guidance policy (unknown names: 400 listing the known ones). A user without
     events is served from onboarding choices (``chosen_items``, then ``chosen_categories``),
     else popular items; each item's reason says which path served it."""
-    recs = service.recommend_for_user(
+    call = partial(
+        service.recommend_for_user,
         user_id,
         _check_k(k, settings),
         exclude_seen,
@@ -724,16 +734,20 @@ def user_recommendations(
         chosen_items=chosen_items or (),
         chosen_categories=chosen_categories or (),
     )
-    return RecommendationsOut.of(recs)
+    # a cached history means no store read: computing here saves the thread-pool hop (and the
+    # GIL hand-overs it costs); a store read goes to the pool so the event loop never waits
+    recs = call() if service.cache.contains(user_id) else await run_in_threadpool(call)
+    return json_response(RecommendationsOut.of(recs))
 
 
 @recommendations.post(
     "/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))]
 )
-def session_recommendations(
+async def session_recommendations(
     body: RecommendationRequest, service: ServiceDep, settings: SettingsDep
-) -> RecommendationsOut:
+) -> Response:
     """Top-k for an anonymous session or a new user whose history is in the request."""
+    # the history comes with the request (no store read): computed on the event loop
     if len(body.history) > settings.max_request_history:
         raise HTTPException(
             413,
@@ -750,7 +764,7 @@ def session_recommendations(
         chosen_items=body.chosen_items,
         chosen_categories=body.chosen_categories,
     )
-    return RecommendationsOut.of(recs)
+    return json_response(RecommendationsOut.of(recs))
 
 
 @recommendations.get(
@@ -774,7 +788,7 @@ predictions = APIRouter(tags=["predictions"], responses=ERRORS)
 @predictions.post(
     "/predict", response_model=PredictionsOut, dependencies=[Depends(require("read"))]
 )
-def predict(body: PredictRequest, service: ServiceDep, settings: SettingsDep) -> PredictionsOut:
+def predict(body: PredictRequest, service: ServiceDep, settings: SettingsDep) -> Response:
     """Calibrated probabilities of each behaviour for every candidate, in one model call.
 
     Candidates the behaviour model does not know are skipped and listed in ``unknown_items``.
@@ -805,13 +819,16 @@ def predict(body: PredictRequest, service: ServiceDep, settings: SettingsDep) ->
         raise HTTPException(404, str(exc)) from exc
     except BehaviourRequestError as exc:
         raise HTTPException(400, str(exc)) from exc
-    return PredictionsOut(
-        user_id=out.user_id,
-        model_version=out.model_version,
-        predictions=[
-            PredictionOut(item_id=p.item_id, probabilities=p.probabilities) for p in out.predictions
-        ],
-        unknown_items=out.unknown_items,
+    return json_response(
+        PredictionsOut(
+            user_id=out.user_id,
+            model_version=out.model_version,
+            predictions=[
+                PredictionOut(item_id=p.item_id, probabilities=p.probabilities)
+                for p in out.predictions
+            ],
+            unknown_items=out.unknown_items,
+        )
     )
 
 
@@ -823,11 +840,13 @@ items = APIRouter(prefix="/items", tags=["items"], responses=ERRORS)
     response_model=RecommendationsOut,
     dependencies=[Depends(require("read"))],
 )
-def similar_items(
+async def similar_items(
     item_id: ItemIdPath, service: ServiceDep, settings: SettingsDep, k: KQuery = None
-) -> RecommendationsOut:
+) -> Response:
     """Items related to one item, by the model's item-item scores."""
-    return RecommendationsOut.of(service.similar_items(item_id, _check_k(k, settings)))
+    return json_response(
+        RecommendationsOut.of(service.similar_items(item_id, _check_k(k, settings)))
+    )
 
 
 @items.put("", response_model=ItemsWritten, dependencies=[Depends(require("write"))])
@@ -911,8 +930,6 @@ def create_app(settings: ServiceSettings, service: RecService | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = service is None
         if owned:
-            from starlette.concurrency import run_in_threadpool
-
             app.state.service = await run_in_threadpool(RecService.open, settings)
         try:
             yield

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,11 @@ class ServedModel:
         """The model's index of an external item id, or -1."""
         assert self.model.items_ is not None
         return self.model.items_.get(item_id)
+
+    def item_indices(self, item_ids: Sequence[str]) -> list[int]:
+        """The model's indices of external item ids (-1 for unknown ones)."""
+        assert self.model.items_ is not None
+        return self.model.items_.get_many(item_ids)
 
     def item_ids(self, indices: np.ndarray) -> list[str]:
         """External ids (as strings) of item indices."""

@@ -168,6 +168,14 @@ class HistoryCache:
             self.misses += 1
             return None
 
+    def contains(self, user_id: str) -> bool:
+        """Whether `get` would answer from the cache now (no hit or miss counted)."""
+        with self._lock:
+            entry = self._entries.get(user_id)
+            return entry is not None and (
+                self.ttl_seconds is None or time.monotonic() - entry[0] < self.ttl_seconds
+            )
+
     def token(self) -> int:
         with self._lock:
             return self._epoch
@@ -250,6 +258,59 @@ class ModelCatalogue:
         if seen is not None:
             blocked[seen] = True
         return blocked
+
+
+class SingleItemScores:
+    """Bounded LRU of one model's score rows for one-item queries (and the empty query).
+
+    The reasons ("because you viewed X") compare each listed item's score under the one-item
+    query of a recent history item with its score under the empty query. Those rows depend on
+    the model and the item only, so they are computed once per model and item instead of once
+    per request (one forward pass of a sequence model saved per request). A different model
+    object (a reload, or items added online) empties the cache.
+
+    Args:
+        max_bytes: memory budget of the cached rows.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._model: object | None = None
+        self._rows: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def rows(self, model: Any, items: Sequence[int]) -> np.ndarray:
+        """``(1 + len(items), n_items)``: the empty query's scores, then each item's."""
+        keys = [EMPTY_QUERY, *items]
+        n_items = int(model.n_items)
+        capacity = max(8, self.max_bytes // max(1, 4 * n_items))
+        with self._lock:
+            if self._model is not model:
+                self._model, self._rows = model, OrderedDict()
+            found = {k: self._rows[k] for k in keys if k in self._rows}
+            for k in found:
+                self._rows.move_to_end(k)
+            missing = [k for k in keys if k not in found]
+            self.hits += len(found)
+            self.misses += len(missing)
+        if missing:
+            queries = [np.empty(0, dtype=np.int64) if k == EMPTY_QUERY else [k] for k in missing]
+            fresh = model.score(Query.from_histories(queries))
+            with self._lock:
+                if self._model is model:
+                    for k, row in zip(missing, fresh, strict=True):
+                        self._rows[k] = row
+                        found[k] = row
+                    while len(self._rows) > capacity:
+                        self._rows.popitem(last=False)
+                else:
+                    found.update(zip(missing, fresh, strict=True))
+        return np.stack([found[k] for k in keys])
+
+
+EMPTY_QUERY = -1  # the key of the empty query's row in `SingleItemScores`
 
 
 class ImpressionWriter:
@@ -371,6 +432,7 @@ class RecService:
         self._encoder: ItemEncoder | None = None
         self._text_items: set[str] = set()  # items the served model knows from text alone
         self._retrievers: dict[str, Retriever | None] = {}  # model version -> ANN retriever
+        self.single_scores = SingleItemScores()  # reasons: one-item query rows, per model
         self._retriever_lock = threading.Lock()
         self.started = False
 
@@ -725,7 +787,7 @@ class RecService:
         )
         keep = ids[0] >= 0
         rec_idx, rec_scores = ids[0][keep], scores[0][keep]
-        base = served.model.score(Query.from_histories([[]]))[0]
+        base = self.single_scores.rows(served.model, [])[0]
         reason = f"similar to {snap.label(item_id)}"
         items = [
             RecommendedItem(i, float(s), reason, item_id)
@@ -760,7 +822,7 @@ class RecService:
         snap = self.catalogue()
         request_id = uuid.uuid4().hex
 
-        indices = [served.item_index(e.item_id) for e in history]
+        indices = served.item_indices([e.item_id for e in history])
         ignored = list(
             dict.fromkeys(e.item_id for e, i in zip(history, indices, strict=True) if i < 0)
         )
@@ -903,8 +965,8 @@ class RecService:
         retriever = self._retriever(served)
         if retriever is not None:  # only the listed items: never the whole catalogue
             single = retriever.score_items(Query.from_histories(rows), rec_idx)  # (1 + m, n)
-        else:
-            single = model.score(Query.from_histories(rows))[:, rec_idx]  # (1 + m, n)
+        else:  # rows of one-item queries depend on the model and the item only: cached
+            single = self.single_scores.rows(model, list(recent))[:, rec_idx]  # (1 + m, n)
         influence = single[1:] - single[0]  # (m, n)
         best = influence.argmax(axis=0)  # (n,)
         sources = list(recent.values())

@@ -749,20 +749,45 @@ class Store:
         if not impressions:
             return
         rows = [
-            {
-                "request_id": i.request_id,
-                "user_id": i.user_id,
-                "item_id": i.item_id,
-                "position": i.position,
-                "model_version": i.model_version[:200],
-                "reason": i.reason[:500],
-                "shown_at": i.shown_at,
-                "propensity": i.propensity,
-            }
+            (
+                i.request_id,
+                i.user_id,
+                i.item_id,
+                i.position,
+                i.model_version[:200],
+                i.reason[:500],
+                i.shown_at,
+                i.propensity,
+            )
             for i in impressions
         ]
+        # the driver's executemany straight away: impressions come in thousands a second and
+        # SQLAlchemy's per-row parameter processing would hold the GIL the requests need
         with self.engine.begin() as conn:
-            conn.execute(self.tables.impressions.insert(), rows)
+            conn.exec_driver_sql(self._impression_sql, rows)
+
+    @property
+    def _impression_sql(self) -> str:
+        columns = (
+            "request_id",
+            "user_id",
+            "item_id",
+            "position",
+            "model_version",
+            "reason",
+            "shown_at",
+            "propensity",
+        )
+        dialect = self.engine.dialect
+        quote = dialect.identifier_preparer
+        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+        if mark is None:  # pragma: no cover - the supported drivers use qmark or (py)format
+            raise StoreError(f"unsupported DB-API paramstyle {dialect.paramstyle!r}")
+        return (
+            f"INSERT INTO {quote.format_table(self.tables.impressions)} "
+            f"({', '.join(quote.quote(c) for c in columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})"
+        )
 
     def impressions(self, user_id: str | None = None) -> list[Impression]:
         """Logged impressions (of one user when given), in logging order."""
