@@ -283,5 +283,25 @@ def test_reload_swaps_atomically_under_concurrent_requests(
     assert versions <= {"v0001", "v0002"} and versions
 
 
+def test_reload_prepares_the_new_model_before_the_swap(registry_copy: Path) -> None:
+    holder = ModelHolder(registry_copy)
+    old = holder.load()
+    seen: list[tuple[str, str]] = []
+
+    def prepare(new: object) -> None:
+        seen.append((holder.current.version, new.version))  # type: ignore[attr-defined]
+
+    assert holder.reload("v0002", prepare=prepare) == ("v0001", "v0002")
+    assert seen == [("v0001", "v0002")]  # prepared while the old model still served
+
+    def broken(new: object) -> None:
+        raise RuntimeError("index build failed")
+
+    with pytest.raises(RuntimeError, match="index build failed"):
+        holder.reload("v0001", prepare=broken)
+    assert holder.current.version == "v0002" != old.version  # the failed one never served
+    assert ModelRegistry(registry_copy).current_version() == "v0002"
+
+
 def test_block_structure_is_what_the_tests_assume() -> None:
     assert N_BLOCKS >= 4  # block 3 exists

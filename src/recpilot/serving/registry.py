@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,15 +247,22 @@ class ModelHolder:
         name = version if version is not None else registry.current_version()
         return registry.path(name), name
 
-    def load(self, version: str | None = None) -> ServedModel:
+    def load(
+        self,
+        version: str | None = None,
+        prepare: Callable[[ServedModel], object] | None = None,
+    ) -> ServedModel:
         """Load the current (or the given registry) version and serve it; returns it.
 
-        The previous model keeps answering until the new one is fully loaded; a failed load
-        leaves it (and the registry's ``current`` pointer) in place and raises.
+        The previous model keeps answering until the new one is fully loaded and ``prepare``
+        (e.g. building its ANN index) has run on it; a failed load or ``prepare`` leaves the
+        previous model (and the registry's ``current`` pointer) in place and raises.
         """
         with self._reload_lock:
             path, name = self._resolve(version)
             served = load_served(path, name)
+            if prepare is not None:
+                prepare(served)
             registry = self.registry
             if registry is not None and version is not None:
                 registry.set_current(version)
@@ -273,10 +280,14 @@ class ModelHolder:
             self._served = dataclasses.replace(expected, model=model)
         return True
 
-    def reload(self, version: str | None = None) -> tuple[str | None, str]:
+    def reload(
+        self,
+        version: str | None = None,
+        prepare: Callable[[ServedModel], object] | None = None,
+    ) -> tuple[str | None, str]:
         """`load` again; returns ``(previous version, new version)``."""
         previous = self._served.version if self._served is not None else None
-        served = self.load(version)
+        served = self.load(version, prepare)
         if previous != served.version:
             logger.info("model swapped: %s → %s", previous, served.version)
         return previous, served.version

@@ -488,9 +488,10 @@ class RecService:
         Returns ``(previous version, new version)``. The behaviour model (``behaviour/`` of
         the new version, or ``behaviour_artifact``) is reloaded with it.
         """
-        previous, new = self.models.reload(version)
+        # the new version's ANN index (if it uses one) is built before the swap: requests keep
+        # the old model until the new one can answer at full speed
+        previous, new = self.models.reload(version, prepare=self._retriever)
         self._sync_text_items()
-        self._retriever(self.models.current)  # the new version's ANN index, if it uses one
         try:
             self.behaviour.load(self.models.current.path)
         except RecPilotError as exc:  # the recommendation model is in; keep the old behaviour one
@@ -928,7 +929,11 @@ class RecService:
                     candidates=self.settings.ann_candidates,
                     ef_search=self.settings.ann_ef_search,
                 )
-                self._retrievers = {served.version: retriever}  # older versions go
+                # older versions go, except the one serving while this one is prepared
+                current = self.models.current.version if self.models.loaded else None
+                self._retrievers = {
+                    v: r for v, r in self._retrievers.items() if v == current
+                } | {served.version: retriever}
                 if retriever is None:
                     logger.info("model %s has no vector form: every item is scored", served.name)
                 else:
