@@ -150,6 +150,8 @@ def test_service_lists_with_and_without_the_index_agree(tmp_path, sasrec_artifac
             second = svc.recommend_for_user("alice", k=6)
             lists[ann] = (first, second)
             assert (svc._retriever(svc.models.current) is not None) == (ann == "on")
+            # an ANN search runs on a worker thread, a cached small-catalogue request in place
+            assert svc.answers_quickly("alice") == (ann == "off")
         finally:
             svc.close()
     for before, after in zip(lists["off"], lists["on"], strict=True):

@@ -188,6 +188,14 @@ def test_reasons_name_the_most_influential_recent_item(service: RecService) -> N
     assert "because you bought The Third Block" in {r.reason for r in recs.items}
 
 
+def test_only_cached_histories_are_answered_in_place(service: RecService) -> None:
+    assert not service.answers_quickly("hal")  # the store must be read: the thread pool
+    service.recommend_for_user("hal", k=3)
+    assert service.answers_quickly("hal") and service.answers_quickly(None)
+    service.ingest([view("h1", "hal", item(0, 1))])
+    assert not service.answers_quickly("hal")  # invalidated by the event
+
+
 def test_reasons_reuse_cached_one_item_rows(service: RecService) -> None:
     service.ingest([view("a", "gus", item(1, 0), ts=1), view("b", "gus", item(2, 0), ts=2)])
     first = service.recommend_for_user("gus", k=8)

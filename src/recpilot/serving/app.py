@@ -736,7 +736,7 @@ async def user_recommendations(
     )
     # a cached history means no store read: computing here saves the thread-pool hop (and the
     # GIL hand-overs it costs); a store read goes to the pool so the event loop never waits
-    recs = call() if service.cache.contains(user_id) else await run_in_threadpool(call)
+    recs = call() if service.answers_quickly(user_id) else await run_in_threadpool(call)
     return json_response(RecommendationsOut.of(recs))
 
 
@@ -747,14 +747,14 @@ async def session_recommendations(
     body: RecommendationRequest, service: ServiceDep, settings: SettingsDep
 ) -> Response:
     """Top-k for an anonymous session or a new user whose history is in the request."""
-    # the history comes with the request (no store read): computed on the event loop
     if len(body.history) > settings.max_request_history:
         raise HTTPException(
             413,
             f"a history of {len(body.history)} items exceeds the limit of "
             f"{settings.max_request_history}; send the most recent items only",
         )
-    recs = service.recommend_for_history(
+    call = partial(
+        service.recommend_for_history,
         body.history,
         _check_k(body.k, settings),
         body.exclude_seen,
@@ -764,6 +764,8 @@ async def session_recommendations(
         chosen_items=body.chosen_items,
         chosen_categories=body.chosen_categories,
     )
+    # the history comes with the request (no store read): computed on the event loop
+    recs = call() if service.answers_quickly() else await run_in_threadpool(call)
     return json_response(RecommendationsOut.of(recs))
 
 
@@ -844,9 +846,9 @@ async def similar_items(
     item_id: ItemIdPath, service: ServiceDep, settings: SettingsDep, k: KQuery = None
 ) -> Response:
     """Items related to one item, by the model's item-item scores."""
-    return json_response(
-        RecommendationsOut.of(service.similar_items(item_id, _check_k(k, settings)))
-    )
+    call = partial(service.similar_items, item_id, _check_k(k, settings))
+    recs = call() if service.answers_quickly() else await run_in_threadpool(call)
+    return json_response(RecommendationsOut.of(recs))
 
 
 @items.put("", response_model=ItemsWritten, dependencies=[Depends(require("write"))])

@@ -699,6 +699,16 @@ class RecService:
         return view
 
     # -- recommendations ---------------------------------------------------------------------------
+    def answers_quickly(self, user_id: str | None = None) -> bool:
+        """Whether a recommendation request can be computed without waiting on anything: the
+        user's history is cached (or none is read) and no ANN index is searched (a large
+        catalogue's search takes milliseconds, and faiss releases the GIL, so other requests
+        overlap with it on a worker thread). The HTTP routes compute such requests on the
+        event loop and send the others to the thread pool."""
+        if self._retrievers.get(self.models.current.version) is not None:
+            return False
+        return user_id is None or self.cache.contains(user_id)
+
     def recommend_for_user(
         self,
         user_id: str,
@@ -931,9 +941,9 @@ class RecService:
                 )
                 # older versions go, except the one serving while this one is prepared
                 current = self.models.current.version if self.models.loaded else None
-                self._retrievers = {
-                    v: r for v, r in self._retrievers.items() if v == current
-                } | {served.version: retriever}
+                self._retrievers = {v: r for v, r in self._retrievers.items() if v == current} | {
+                    served.version: retriever
+                }
                 if retriever is None:
                     logger.info("model %s has no vector form: every item is scored", served.name)
                 else:
