@@ -274,33 +274,51 @@ async def closed_loop(
 
 
 async def open_loop(
-    port: int, requests: list[tuple[str, str, bytes | None]], rate: float, pool: int = 64
+    port: int,
+    requests: list[tuple[str, str, bytes | None]],
+    rate: float,
+    pool: int = 64,
+    before: dict[int, tuple[str, str, bytes | None]] | None = None,
 ) -> Timing:
-    """Request ``i`` is due at ``i / rate`` s; latency counts from when it was due."""
+    """Request ``i`` is due at ``i / rate`` s; latency counts from when it was due.
+
+    ``before[i]`` (optional) is sent half a slot before request ``i`` (e.g. an event of the
+    user whose recommendations request ``i`` asks for); its latencies go to
+    ``extra["before_ms"]``, the returned timing covers the main requests only.
+    """
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(pool):
         idle.put_nowait(Connection("127.0.0.1", port))
     latencies: list[float] = []
+    before_ms: list[float] = []
     errors = 0
     start = time.perf_counter()
 
-    async def one(i: int, method: str, path: str, body: bytes | None) -> None:
+    async def one(due: float, method: str, path: str, body: bytes | None, out: list[float]) -> None:
         nonlocal errors
-        due = start + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         conn = await idle.get()
         try:
             status, _ = await conn.request(method, path, body)
         finally:
             idle.put_nowait(conn)
-        latencies.append((time.perf_counter() - due) * 1000)
+        out.append((time.perf_counter() - due) * 1000)
         errors += status >= 300
 
-    await asyncio.gather(*(one(i, *r) for i, r in enumerate(requests)))
+    jobs = [one(start + i / rate, *r, latencies) for i, r in enumerate(requests)]
+    jobs += [one(start + (i - 0.5) / rate, *r, before_ms) for i, r in (before or {}).items()]
+    await asyncio.gather(*jobs)
     wall = time.perf_counter() - start
     while not idle.empty():
         idle.get_nowait().close()
-    return Timing(f"open loop at {rate:.0f}/s", latencies, wall, errors)
+    timing = Timing(f"open loop at {rate:.0f}/s", latencies, wall, errors)
+    if before:
+        timing.extra["before_ms"] = {
+            "n": len(before_ms),
+            "p50_ms": float(np.percentile(before_ms, 50)),
+            "p99_ms": float(np.percentile(before_ms, 99)),
+        }
+    return timing
 
 
 # -- the server ------------------------------------------------------------------------------------
@@ -563,6 +581,22 @@ def run_http(
         ).row()
         n_open = int(args.rate * args.open_seconds)
         out["open"] = asyncio.run(open_loop(port, recs(n_open), args.rate)).row()
+        # the same with fresh events: before a share of the requests that user posts an event,
+        # so their history (and score row) must be read and computed afresh
+        mixed = recs(n_open)
+        catalogue_ids = sorted({e.item_id for e in history_events})
+        fresh: dict[int, tuple[str, str, bytes | None]] = {}
+        for i, (_, path, _) in enumerate(mixed):
+            if rng.random() < args.event_share:
+                user = path.split("/")[2]
+                event = {
+                    "event_id": f"mixed{i}",
+                    "user_id": user,
+                    "item_id": rng.choice(catalogue_ids),
+                    "event_type": "view",
+                }
+                fresh[i] = ("POST", "/events", json.dumps({"events": [event]}).encode())
+        out["open_mixed"] = asyncio.run(open_loop(port, mixed, args.rate, before=fresh)).row()
         # the server's own view of the same requests (its middleware keeps the last 2,048)
         stats = httpx.get(f"{url}/ui/api/stats", timeout=10).json()
         route = next(
@@ -674,6 +708,10 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
         f"`synchronous=FULL`) holding the catalogue and the newest ≤ {args.history} events of "
         f"{args.users:,} sampled users; requests ask for k=10 for random sampled users, so the "
         "history cache is warm as in steady state (the *after an event* row reads the store). "
+        "A user's score row is reused while their history is unchanged (`score_cache_mb`), so "
+        "the plain open loop (repeat users) runs few model passes; in the mixed open loop "
+        f"{args.event_share:.0%} of the requests follow an event of that user, each of which "
+        "makes the service read the store and run the model again. "
         "HTTP: `recpilot serve` (one uvicorn worker) in its own process, driven from the "
         "benchmark process over loopback by a keep-alive HTTP/1.1 client on asyncio; server and "
         "client share the 2 cores, so the HTTP rates are lower bounds for a server with the cores to "
@@ -735,6 +773,13 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
             row(f"HTTP GET recommendations, closed loop ×{args.concurrency}", h["concurrent"]),
             row(f"HTTP GET recommendations, open loop at {args.rate:.0f}/s", h["open"]),
             row(
+                f"HTTP GET recommendations, open loop at {args.rate:.0f}/s, "
+                f"{h['open_mixed']['before_ms']['n']:,} of them right after an event of that "
+                f"user (POST /events p50 {fmt(h['open_mixed']['before_ms']['p50_ms'], 2)}, "
+                f"p99 {fmt(h['open_mixed']['before_ms']['p99_ms'], 2)} ms)",
+                h["open_mixed"],
+            ),
+            row(
                 "HTTP POST /recommendations (anonymous, 50-item history), sequential",
                 h["anonymous"],
             ),
@@ -773,8 +818,11 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
     ok_p99 = [
         r["dataset"]
         for r in results
-        if r["http"]["open"]["p99_ms"] <= TARGET_P99_MS
-        and r["http"]["open"]["per_s"] >= 0.95 * TARGET_RATE
+        if all(
+            r["http"][row]["p99_ms"] <= TARGET_P99_MS
+            and r["http"][row]["per_s"] >= 0.95 * TARGET_RATE
+            for row in ("open", "open_mixed")
+        )
     ]
     ok_events = [
         r["dataset"] for r in results if r["http"]["events"]["events_per_s"] >= TARGET_EVENTS_PER_S
@@ -783,7 +831,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
         "Against the issue's targets on 2 cores:",
         "",
         f"- p99 ≤ {TARGET_P99_MS:.0f} ms for recommendations at ≥ {TARGET_RATE:.0f} requests/s over "
-        f"HTTP: {'met on ' + ', '.join(ok_p99) if ok_p99 else 'not met'} (open-loop row).",
+        f"HTTP: {'met on ' + ', '.join(ok_p99) if ok_p99 else 'not met'} (both open-loop rows).",
         f"- ≥ {TARGET_EVENTS_PER_S:,.0f} events/s in batches of 100, each durable before its answer: "
         f"{'met on ' + ', '.join(ok_events) if ok_events else 'not met'} over HTTP; nothing lost "
         "(also under SIGKILL: `tests/serving/test_crash.py`).",
@@ -817,6 +865,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=TARGET_RATE)
     parser.add_argument("--open-seconds", type=float, default=7.0)
+    parser.add_argument(
+        "--event-share",
+        type=float,
+        default=0.1,
+        help="mixed open loop: share of recommendation requests preceded by an event of that user",
+    )
     parser.add_argument("--ingest-batches", type=int, default=300)
     parser.add_argument("--ingest-concurrency", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)

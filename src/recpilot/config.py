@@ -515,6 +515,13 @@ class ServiceSettings(StrictModel):
     )
     log_impressions: bool = True
     impression_flush_seconds: float = Field(1.0, gt=0)
+    score_cache_mb: float = Field(
+        64.0,
+        ge=0,
+        description="memory for recent users' score rows, reused while a user's history is "
+        "unchanged (a repeated request skips the model pass; the user's next event makes the "
+        "next request compute afresh); 0: off",
+    )
     torch_threads: int | None = Field(
         1,
         ge=1,

@@ -196,6 +196,35 @@ def test_only_cached_histories_are_answered_in_place(service: RecService) -> Non
     assert not service.answers_quickly("hal")  # invalidated by the event
 
 
+def test_user_scores_are_reused_until_the_next_event(service: RecService) -> None:
+    service.ingest([view("i1", "ida", item(1, 0), ts=1)])
+    first = service.recommend_for_user("ida", k=5)
+    hits = service.user_scores.hits
+    again = service.recommend_for_user("ida", k=5)
+    assert service.user_scores.hits == hits + 1  # no model pass
+    assert [(r.item_id, r.score) for r in again.items] == [
+        (r.item_id, r.score) for r in first.items
+    ]
+    service.ingest([view("i2", "ida", item(3, 1), ts=2)])
+    after = service.recommend_for_user("ida", k=5)
+    assert service.user_scores.hits == hits + 1  # a new history: computed afresh
+    assert {block_of(i) for i in ids(after)} != {block_of(i) for i in ids(first)}
+    fresh = service.models.current.model.score(
+        Query.from_histories([service.models.current.item_indices([item(1, 0), item(3, 1)])])
+    )[0]
+    idx = service.models.current.item_indices(ids(after))
+    np.testing.assert_allclose([r.score for r in after.items], fresh[idx], rtol=1e-6)
+    service.erase_user("ida")
+    assert service.user_scores.get("ida", service.models.current.model, None) is None
+    assert "ida" not in service.user_scores._rows
+
+
+def test_user_scores_skip_onboarding_choices(service: RecService) -> None:
+    a = service.recommend_for_user("jo", k=4, chosen_items=[item(0, 0)])
+    b = service.recommend_for_user("jo", k=4, chosen_items=[item(2, 0)])
+    assert {block_of(i) for i in ids(a)} == {0} and {block_of(i) for i in ids(b)} == {2}
+
+
 def test_reasons_reuse_cached_one_item_rows(service: RecService) -> None:
     service.ingest([view("a", "gus", item(1, 0), ts=1), view("b", "gus", item(2, 0), ts=2)])
     first = service.recommend_for_user("gus", k=8)

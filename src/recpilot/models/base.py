@@ -110,7 +110,10 @@ def top_k(
     Returns:
         ``(ids, scores)``, each ``(B, k)``; ids are item indices, best first.
     """
-    s = torch.as_tensor(scores, dtype=torch.float32).clone()
+    if isinstance(scores, torch.Tensor):
+        s = scores.to(torch.float32).clone()
+    else:  # a copy (the input may be a read-only cached row)
+        s = torch.from_numpy(np.array(scores, dtype=np.float32))
     B, n_items = s.shape
     if candidates is not None:
         cand = torch.as_tensor(np.asarray(candidates, dtype=np.int64))

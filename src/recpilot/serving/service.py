@@ -44,7 +44,7 @@ from recpilot.errors import RecPilotError, UnknownIdError
 from recpilot.guide.policy import Pipeline, PolicyConfig, PolicyRegistry
 from recpilot.guide.similarity import CategorySimilarity, ItemSimilarity, similarity_from_model
 from recpilot.guide.stages import BanditState, GuideRequest, ItemSpace
-from recpilot.models.base import Query
+from recpilot.models.base import Query, top_k
 from recpilot.serving.behaviour import BehaviourHolder, HistoryItem, Predictions
 from recpilot.serving.behaviour import predict as predict_behaviour
 from recpilot.serving.registry import ModelHolder, ServedModel
@@ -313,6 +313,52 @@ class SingleItemScores:
 EMPTY_QUERY = -1  # the key of the empty query's row in `SingleItemScores`
 
 
+class UserScores:
+    """Bounded LRU of each recent user's score row, valid while their history is unchanged.
+
+    A user's scores depend on the model and the history only. The history cache hands out the
+    same tuple object until an event of the user invalidates it, so a row stored with that
+    object (and the model object) is exact for as long as both are the ones in use: a repeated
+    request (a page reload, a second widget) skips the model pass, and the user's next event
+    makes the next request compute afresh.
+
+    Args:
+        max_bytes: memory budget of the rows (0 turns the cache off).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._rows: OrderedDict[str, tuple[object, object, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, user_id: str, model: object, history: object) -> np.ndarray | None:
+        with self._lock:
+            entry = self._rows.get(user_id)
+            if entry is not None and entry[0] is model and entry[1] is history:
+                self._rows.move_to_end(user_id)
+                self.hits += 1
+                return entry[2]
+            self.misses += 1
+            return None
+
+    def put(self, user_id: str, model: object, history: object, row: np.ndarray) -> None:
+        capacity = self.max_bytes // max(1, row.nbytes)
+        if capacity < 1:
+            return
+        row.setflags(write=False)  # shared between requests: nobody may change it
+        with self._lock:
+            self._rows[user_id] = (model, history, row)
+            self._rows.move_to_end(user_id)
+            while len(self._rows) > capacity:
+                self._rows.popitem(last=False)
+
+    def drop(self, user_id: str) -> None:
+        with self._lock:
+            self._rows.pop(user_id, None)
+
+
 class ImpressionWriter:
     """Buffers impressions and writes them from a background thread.
 
@@ -433,6 +479,7 @@ class RecService:
         self._text_items: set[str] = set()  # items the served model knows from text alone
         self._retrievers: dict[str, Retriever | None] = {}  # model version -> ANN retriever
         self.single_scores = SingleItemScores()  # reasons: one-item query rows, per model
+        self.user_scores = UserScores(int(settings.score_cache_mb * 2**20))
         self._retriever_lock = threading.Lock()
         self.started = False
 
@@ -557,6 +604,7 @@ class RecService:
         self.impressions.drop_user(user_id)
         counts = self.store.erase_user(user_id)
         self.cache.invalidate([user_id])
+        self.user_scores.drop(user_id)
         logger.info(
             "erased a user: %d events, %d impressions", counts["events"], counts["impressions"]
         )
@@ -740,6 +788,7 @@ class RecService:
             policy,
             chosen_items,
             chosen_categories,
+            scores_key=history,
         )
 
     def recommend_for_history(
@@ -820,7 +869,10 @@ class RecService:
         policy: str | PolicyConfig | None = None,
         chosen_items: Sequence[str] = (),
         chosen_categories: Sequence[str] = (),
+        scores_key: object | None = None,
     ) -> Recommendations:
+        """``scores_key``: the cached history object the history came from (its user's score
+        row may then be reused, see `UserScores`); None for histories sent with a request."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         resolved: tuple[str, PolicyConfig] | None
@@ -840,7 +892,9 @@ class RecService:
         if ignored:
             self._warn_unknown(served.version, ignored)
         known = [(e, i) for e, i in zip(history, indices, strict=True) if i >= 0]
+        user_key = (user_id, scores_key) if user_id is not None and scores_key is not None else None
         if not known and chosen_items:
+            user_key = None  # the query is the request's choice, not the stored history
             # onboarding: the items a user without events picked are the query
             history = [HistoryEvent(str(i), CHOSEN_EVENT, 0) for i in chosen_items]
             known = [(e, served.item_index(e.item_id)) for e in history]
@@ -852,10 +906,12 @@ class RecService:
             items = self._popular_in(served, view, snap, k, seen_ids, chosen_categories)
         if known and resolved is not None:
             items = self._guided(
-                served, view, snap, known, k, exclude_seen, category, resolved, request_id
+                served, view, snap, known, k, exclude_seen, category, resolved, request_id, user_key
             )
         elif known:
-            items = self._personalised(served, view, snap, known, k, exclude_seen, category)
+            items = self._personalised(
+                served, view, snap, known, k, exclude_seen, category, user_key
+            )
         if len(items) < k:
             if not items:
                 self.stats.add(fallbacks=1)
@@ -900,8 +956,8 @@ class RecService:
         k: int,
         exclude_seen: bool,
         category: str | None,
+        user_key: tuple[str, object] | None = None,
     ) -> list[RecommendedItem]:
-        model = served.model
         hist = np.asarray([i for _, i in known], dtype=np.int64)
         candidates = view.candidates(category)
         if candidates is not None and len(candidates) == 0:
@@ -911,17 +967,28 @@ class RecService:
             blocked = view.blocked(category, hist if exclude_seen else None)
             rec_idx, rec_scores = retriever.recommend(hist, k, blocked)
         else:
-            ids, scores = model.recommend(
-                Query.from_histories([hist]),
-                k=k,
-                exclude_seen=exclude_seen,
-                candidates=candidates,
+            scores = self._scores(served, hist, user_key)
+            ids, scores = top_k(
+                scores[None], k, exclude=[hist] if exclude_seen else None, candidates=candidates
             )
             keep = ids[0] >= 0
             rec_idx, rec_scores = ids[0][keep], scores[0][keep]
         if len(rec_idx) == 0:
             return []
         return self._explain(served, snap, known, rec_idx, rec_scores)
+
+    def _scores(
+        self, served: ServedModel, hist: np.ndarray, user_key: tuple[str, object] | None
+    ) -> np.ndarray:
+        """``(I,)`` model scores of a history; reused while a stored history is unchanged."""
+        if user_key is not None:
+            row = self.user_scores.get(user_key[0], served.model, user_key[1])
+            if row is not None:
+                return row
+        row = served.model.score(Query.from_histories([hist]))[0]
+        if user_key is not None:
+            self.user_scores.put(user_key[0], served.model, user_key[1], row)
+        return row
 
     def _retriever(self, served: ServedModel) -> Retriever | None:
         """The served model's ANN retriever when `ServiceSettings.ann` asks for one (built
@@ -1015,13 +1082,14 @@ class RecService:
         category: str | None,
         resolved: tuple[str, PolicyConfig],
         request_id: str,
+        user_key: tuple[str, object] | None = None,
     ) -> list[RecommendedItem]:
         """The model's scores re-ranked by a policy; stage reasons and propensities kept."""
         name, policy = resolved
         space = self._item_space(served, view, snap)
         pipeline = self._pipeline(served, view, name, policy, space)
         hist = np.asarray([i for _, i in known], dtype=np.int64)
-        scores = served.model.score(Query.from_histories([hist]))[0]
+        scores = self._scores(served, hist, user_key).copy()  # the stages may write to it
         blocked = view.blocked(category, hist if exclude_seen else None)
         # seeded by the request id: a logged list can be reproduced from its id
         rng = np.random.default_rng(int(request_id[:16], 16))
