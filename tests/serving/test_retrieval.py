@@ -152,6 +152,11 @@ def test_service_lists_with_and_without_the_index_agree(tmp_path, sasrec_artifac
             assert (svc._retriever(svc.models.current) is not None) == (ann == "on")
             # an ANN search runs on a worker thread, a cached small-catalogue request in place
             assert svc.answers_quickly("alice") == (ann == "off")
+            hits = svc.user_scores.hits
+            assert [i.item_id for i in svc.recommend_for_user("alice", k=6).items] == [
+                i.item_id for i in second.items
+            ]
+            assert svc.user_scores.hits == hits + 1  # scores / candidates kept for the user
         finally:
             svc.close()
     for before, after in zip(lists["off"], lists["on"], strict=True):
@@ -165,3 +170,33 @@ def test_service_lists_with_and_without_the_index_agree(tmp_path, sasrec_artifac
     seen = {item(0, 0), item(0, 3)}
     assert not seen & {i.item_id for i in first.items + second.items}
     assert (sasrec_artifact / "ann" / "index.faiss").is_file()  # cached beside the model
+
+
+def test_kept_candidates_give_the_same_lists_under_other_filters(sasrec) -> None:
+    retriever = Retriever.for_model(sasrec, candidates=60)
+    assert retriever is not None
+    rng = np.random.default_rng(3)
+    for h in histories(5, seed=4):
+        found = retriever.candidates_of(h, 10)
+        assert (np.diff(found.scores) <= 0).all()  # best first
+        for _ in range(3):
+            blocked = rng.random(300) < 0.3
+            np.testing.assert_array_equal(
+                retriever.recommend(h, 10, blocked, found)[0],
+                retriever.recommend(h, 10, blocked)[0],
+            )
+        # a longer list than the kept candidates cover: fetched again, not cut short
+        assert len(retriever.recommend(h, 100, None, found)[0]) == 100
+
+
+def test_one_item_query_vectors_are_cached_and_exact(sasrec) -> None:
+    retriever = Retriever.for_model(sasrec)
+    assert retriever is not None
+    rows = [np.empty(0, dtype=np.int64), np.asarray([7]), np.asarray([42])]
+    items = np.asarray([1, 2, 250])
+    first = retriever.score_items(Query.from_histories(rows), items)
+    assert set(retriever._single) == {7, 42}
+    np.testing.assert_allclose(
+        first, sasrec.score(Query.from_histories(rows))[:, items], rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_array_equal(retriever.score_items(Query.from_histories(rows), items), first)

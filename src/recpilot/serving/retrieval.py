@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,20 @@ def vector_view(model: Recommender) -> VectorView | None:
     return None
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """What the index found for one history: its query vector and the candidates with their
+    exact scores, best first (a service may keep them while the history is unchanged)."""
+
+    query: FloatArray  # (D,)
+    ids: IntArray  # (n,)
+    scores: FloatArray  # (n,)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.query.nbytes + self.ids.nbytes + self.scores.nbytes)
+
+
 class Retriever:
     """Top-k lists of one model from an ANN index (see the module docstring).
 
@@ -106,6 +121,9 @@ class Retriever:
         self.index = index
         self.candidates = candidates
         self._lock = threading.Lock()
+        # query vectors of one-item histories (the reasons' rows): a function of the item only
+        self._single: OrderedDict[int, FloatArray] = OrderedDict()
+        self.max_single = 100_000
         single_threaded_search()  # serving: see single_threaded_search
 
     @classmethod
@@ -140,9 +158,14 @@ class Retriever:
             if len(view.item_vectors) > n_old:
                 self.index.add(view.item_vectors[n_old:])
             self.view = view
+            self._single.clear()
 
     def recommend(
-        self, history: IntArray, k: int, blocked: np.ndarray | None
+        self,
+        history: IntArray,
+        k: int,
+        blocked: np.ndarray | None,
+        found: Candidates | None = None,
     ) -> tuple[IntArray, FloatArray]:
         """Top-``k`` items for one non-empty history.
 
@@ -150,24 +173,41 @@ class Retriever:
             history: item indices in time order.
             k: list length.
             blocked: ``(I,)`` bool, True for items that must not be returned; None: none.
+            found: this history's `candidates` from an earlier call (a cache), or None.
 
         Returns:
             ``(ids (n,), scores (n,))``, best first, ``n <= k``.
         """
+        if found is None or len(found.ids) < min(len(self.view.item_vectors), 4 * k):
+            found = self.candidates_of(history, k)
+        return self.select(found, k, blocked)
+
+    def candidates_of(self, history: IntArray, k: int = 10) -> Candidates:
+        """The index's candidates for one non-empty history, exactly scored, best first."""
         view = self.view
         q = view.query(Query.from_histories([np.asarray(history, dtype=np.int64)]))  # (1, D)
-        n_items = len(view.item_vectors)
-        fetch = min(n_items, max(self.candidates, 4 * k))
+        fetch = min(len(view.item_vectors), max(self.candidates, 4 * k))
         ids, _ = self.index.search(q, fetch)
-        ids = ids[0][ids[0] >= 0]
-        if blocked is not None:
-            ids = ids[~blocked[ids]]
+        ids = ids[0][ids[0] >= 0].astype(np.int64)
+        scores = (view.item_vectors[ids] @ q[0]).astype(np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return Candidates(q[0].astype(np.float32), ids[order], scores[order])
+
+    def select(
+        self, found: Candidates, k: int, blocked: np.ndarray | None
+    ) -> tuple[IntArray, FloatArray]:
+        """The best ``k`` of ``found`` that are not blocked; when the filters leave fewer than
+        ``k``, every allowed item is scored exactly."""
+        keep = slice(None) if blocked is None else ~blocked[found.ids]
+        ids, scores = found.ids[keep], found.scores[keep]
         if len(ids) < k and (blocked is None or not blocked.all()):
             # the filters took most candidates: score every allowed item exactly
+            n_items = len(self.view.item_vectors)
             ids = np.arange(n_items) if blocked is None else np.flatnonzero(~blocked)
-        scores = view.item_vectors[ids] @ q[0]  # (n,)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return ids[top].astype(np.int64), scores[top].astype(np.float32)
+            scores = (self.view.item_vectors[ids] @ found.query).astype(np.float32)
+            order = np.argsort(-scores, kind="stable")
+            ids, scores = ids[order], scores[order]
+        return ids[:k].astype(np.int64), scores[:k].astype(np.float32)
 
     def score_items(self, query: Query, items: IntArray) -> FloatArray:
         """``(B, n)`` exact scores of some items for every query row (empty rows: the prior)."""
@@ -177,7 +217,28 @@ class Retriever:
         lengths = np.asarray([len(h) for h in query.histories])
         out[lengths == 0] = view.empty_scores[items]
         rows = np.flatnonzero(lengths > 0)
-        if len(rows):
+        if len(rows) and (lengths[rows] == 1).all():  # one-item rows (reasons): cached vectors
+            out[rows] = self._single_queries([int(query.histories[r][0]) for r in rows]) @ (
+                view.item_vectors[items].T
+            )
+        elif len(rows):
             sub = Query.from_histories([query.histories[r] for r in rows])
             out[rows] = view.query(sub) @ view.item_vectors[items].T
         return out
+
+    def _single_queries(self, items: list[int]) -> FloatArray:
+        """``(m, D)`` query vectors of the one-item histories ``[i]``, cached."""
+        with self._lock:
+            view = self.view
+            found = {i: self._single[i] for i in items if i in self._single}
+        missing = [i for i in items if i not in found]
+        if missing:
+            fresh = view.query(Query.from_histories([[i] for i in missing]))
+            with self._lock:
+                if self.view is view:  # not synced meanwhile
+                    for i, q in zip(missing, fresh, strict=True):
+                        self._single[i] = q
+                    while len(self._single) > self.max_single:
+                        self._single.popitem(last=False)
+            found.update(zip(missing, fresh, strict=True))
+        return np.stack([found[i] for i in items])

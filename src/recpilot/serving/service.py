@@ -48,7 +48,7 @@ from recpilot.models.base import Query, top_k
 from recpilot.serving.behaviour import BehaviourHolder, HistoryItem, Predictions
 from recpilot.serving.behaviour import predict as predict_behaviour
 from recpilot.serving.registry import ModelHolder, ServedModel
-from recpilot.serving.retrieval import Retriever, vector_view
+from recpilot.serving.retrieval import Candidates, Retriever, vector_view
 from recpilot.serving.store import (
     AddResult,
     EventRecord,
@@ -314,7 +314,8 @@ EMPTY_QUERY = -1  # the key of the empty query's row in `SingleItemScores`
 
 
 class UserScores:
-    """Bounded LRU of each recent user's score row, valid while their history is unchanged.
+    """Bounded LRU of each recent user's score row (or, with an ANN index, their retrieved
+    candidates), valid while their history is unchanged.
 
     A user's scores depend on the model and the history only. The history cache hands out the
     same tuple object until an event of the user invalidates it, so a row stored with that
@@ -328,12 +329,13 @@ class UserScores:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._rows: OrderedDict[str, tuple[object, object, np.ndarray]] = OrderedDict()
+        self._rows: OrderedDict[str, tuple[object, object, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, user_id: str, model: object, history: object) -> np.ndarray | None:
+    def get(self, user_id: str, model: object, history: object) -> Any:
+        """The value stored for this user, model object and history object, else None."""
         with self._lock:
             entry = self._rows.get(user_id)
             if entry is not None and entry[0] is model and entry[1] is history:
@@ -343,11 +345,13 @@ class UserScores:
             self.misses += 1
             return None
 
-    def put(self, user_id: str, model: object, history: object, row: np.ndarray) -> None:
-        capacity = self.max_bytes // max(1, row.nbytes)
+    def put(self, user_id: str, model: object, history: object, row: Any) -> None:
+        """Keep ``row`` (an array, or anything with ``nbytes``) for this user's history."""
+        capacity = self.max_bytes // max(1, int(row.nbytes))
         if capacity < 1:
             return
-        row.setflags(write=False)  # shared between requests: nobody may change it
+        if isinstance(row, np.ndarray):
+            row.setflags(write=False)  # shared between requests: nobody may change it
         with self._lock:
             self._rows[user_id] = (model, history, row)
             self._rows.move_to_end(user_id)
@@ -632,7 +636,7 @@ class RecService:
         if not text_dim or self.settings.text_encoder is None:
             return 0
         from recpilot.content.encoder import encoder_from_id
-        from recpilot.content.text import item_text
+        from recpilot.content.text import NO_TIME, item_release_time, item_text
 
         new = [
             (item_id, item_text(metadata))
@@ -657,7 +661,14 @@ class RecService:
             served = self.models.current
             grown = copy.deepcopy(served.model)
             try:
-                cast(Any, grown).add_items([i for i, _ in new], vectors)
+                idx = cast(Any, grown).add_items([i for i, _ in new], vectors)
+                if getattr(getattr(grown, "config", None), "freshness", False):
+                    # the item-age bias counts from a release / addition time in the metadata;
+                    # an item without one stays "new" until the model is retrained
+                    released = {i: item_release_time(md) for i, _, md in items}
+                    times = np.array([released[i] for i, _ in new], dtype=np.int64)
+                    known = times != NO_TIME
+                    cast(Any, grown).observe_items(np.asarray(idx)[known], times[known])
             except RecPilotError as exc:
                 logger.error("items not added to the model %s: %s", served.version, exc)
                 return 0
@@ -965,7 +976,14 @@ class RecService:
         retriever = self._retriever(served)
         if retriever is not None:  # a large catalogue: ANN candidates, then exact scores
             blocked = view.blocked(category, hist if exclude_seen else None)
-            rec_idx, rec_scores = retriever.recommend(hist, k, blocked)
+            found = None
+            if user_key is not None:
+                found = self.user_scores.get(user_key[0], served.model, user_key[1])
+            if not isinstance(found, Candidates):
+                found = retriever.candidates_of(hist, k)
+                if user_key is not None:
+                    self.user_scores.put(user_key[0], served.model, user_key[1], found)
+            rec_idx, rec_scores = retriever.recommend(hist, k, blocked, found)
         else:
             scores = self._scores(served, hist, user_key)
             ids, scores = top_k(
@@ -983,7 +1001,7 @@ class RecService:
         """``(I,)`` model scores of a history; reused while a stored history is unchanged."""
         if user_key is not None:
             row = self.user_scores.get(user_key[0], served.model, user_key[1])
-            if row is not None:
+            if isinstance(row, np.ndarray):
                 return row
         row = served.model.score(Query.from_histories([hist]))[0]
         if user_key is not None:
