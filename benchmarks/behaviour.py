@@ -1,8 +1,11 @@
 """Behaviour probability: BST vs LightGBM vs logistic regression (issue 5).
 
 - **Simulator** (impressions: views with their clicks, carts, purchases): the test period is
-  scored by every model and by the simulator's true probabilities (Bayes-optimal AUC and
-  log-loss on the same views).
+  scored by every model, by the simulator's true probabilities (``bayes-optimal``: a
+  clairvoyant oracle that reads each user's latent state) and by the Bayes-optimal predictor
+  given the observable history (``bayes-optimal (observable history)``: the posterior
+  predictive of the simulator's own model, a particle filter per user,
+  `recpilot.behaviour.oracle`), with a particle-count stability check on a subset of users.
 - **ml-100k, ml-latest-small**: "will the user rate this movie >= 4", every rating an example,
   history = the user's earlier ratings.
 
@@ -43,7 +46,7 @@ from _common import (
     versions,
 )
 
-from recpilot.behaviour.task import BAYES, run_behaviour_task
+from recpilot.behaviour.task import BAYES, BAYES_OBSERVABLE, run_behaviour_task
 from recpilot.config import (
     BehaviourConfig,
     BehaviourDataConfig,
@@ -62,6 +65,10 @@ SIM_LONG = SimulatorConfig(
     n_users=1500, n_items=500, sessions_per_user=20.0, taste_drift=0.0, seed=0
 )
 SEED = 0
+#: Particles of the observable-history Bayes predictor, and the stability check: the same
+#: predictor with twice the particles (and another seed) on this many random test users.
+PARTICLES = 1000
+STABILITY_USERS = 300
 
 
 def models(part: str) -> list[Any]:
@@ -93,20 +100,26 @@ def run_part(part: str, bootstrap: int) -> dict[str, Any]:
     )
     out_dir = RUNS / f"report-{part}"
     if part.startswith("sim"):
+        from recpilot.behaviour.dataset import build_dataset
         from recpilot.data.simulator import Simulator
 
         sim_cfg = SIM if part == "sim" else SIM_LONG
-        sim = Simulator(sim_cfg).generate()
+        simulator = Simulator(sim_cfg)
+        sim = simulator.generate()
+        data = build_dataset(sim.log, config.data)
+        observable, pf_info = observable_bayes(simulator, sim.truth, data)
         results = run_behaviour_task(
-            sim.log,
+            data,
             config,
             models(part),
             out_dir,
             reference="bst",
             oracle=sim.truth,
+            observable_oracle=observable,
             title="Behaviour probability: simulator",
         )
         results["simulator"] = sim_cfg.model_dump()
+        results["observable_bayes"] = pf_info
     else:
         from recpilot.data.readers import read_dataset
 
@@ -131,6 +144,61 @@ def run_part(part: str, bootstrap: int) -> dict[str, Any]:
     return results
 
 
+def observable_bayes(simulator: Any, truth: Any, data: Any) -> tuple[Any, dict[str, Any]]:
+    """The observable-history Bayes predictions of every test user's views, and a stability
+    check: twice the particles (another seed) on a random subset of the test users."""
+    import numpy as np
+
+    from recpilot.behaviour.oracle import ParticleFilterConfig, observable_bayes_predictions
+    from recpilot.behaviour.task import simulator_truth
+    from recpilot.data.simulator import log_loss, roc_auc
+
+    test = data.rows("test")
+    test_user_ids = np.asarray(data.users.lookup(data.user[test]), dtype=np.int64)
+    users = np.unique(test_user_ids)
+    start = time.perf_counter()
+    pred = observable_bayes_predictions(
+        simulator, truth, ParticleFilterConfig(n_particles=PARTICLES, seed=SEED), users=users
+    )
+    seconds = round(time.perf_counter() - start, 1)
+    subset = np.random.default_rng(SEED).choice(
+        users, size=min(STABILITY_USERS, len(users)), replace=False
+    )
+    start = time.perf_counter()
+    doubled = observable_bayes_predictions(
+        simulator,
+        truth,
+        ParticleFilterConfig(n_particles=2 * PARTICLES, seed=SEED + 1),
+        users=subset,
+    )
+    stability_seconds = round(time.perf_counter() - start, 1)
+    rows = test[np.isin(test_user_ids, subset)]
+    base, more = simulator_truth(data, pred, rows), simulator_truth(data, doubled, rows)
+    labels = dict(zip(data.behaviours, data.labels[rows].T, strict=True))
+    stability: dict[str, Any] = {}
+    for b in base:
+        y = labels[b]
+        stability[b] = {
+            "auc": [roc_auc(y, base[b]), roc_auc(y, more[b])],
+            "log_loss": [log_loss(y, base[b]), log_loss(y, more[b])],
+            "mean_abs_diff": float(np.mean(np.abs(base[b] - more[b]))),
+            "max_abs_diff": float(np.max(np.abs(base[b] - more[b]))),
+        }
+    info = {
+        "particles": PARTICLES,
+        "seconds": seconds,
+        "users": len(users),
+        "stability": {
+            "particles": 2 * PARTICLES,
+            "users": len(subset),
+            "test_examples": len(rows),
+            "seconds": stability_seconds,
+            "by_behaviour": stability,
+        },
+    }
+    return pred, info
+
+
 def _f(x: float, d: int = 4) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"
 
@@ -141,6 +209,21 @@ def _ci(ci: Any) -> str:
     return f"[{_f(ci[0])}, {_f(ci[1])}]"
 
 
+def _span(values: list[float]) -> str:
+    """``lo–hi`` at three decimals, or one number when they print the same."""
+    lo, hi = _f(min(values), 3), _f(max(values), 3)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _gaps(res: dict[str, Any], oracle: str) -> dict[str, float]:
+    """BST's AUC gap to an oracle row, per behaviour (behaviours that have the row)."""
+    return {
+        b: m[oracle]["auc"] - m["bst"]["auc"]
+        for b, m in res["metrics"].items()
+        if oracle in m and "bst" in m
+    }
+
+
 def _verdicts(parts: dict[str, dict[str, Any]]) -> list[str]:
     """The issue's targets, each with the measured numbers that decide it."""
     out = ["**Targets** (from the tables below):", ""]
@@ -148,20 +231,24 @@ def _verdicts(parts: dict[str, dict[str, Any]]) -> list[str]:
         res = parts.get(part)
         if res is None:
             continue
-        gaps, eces = [], []
-        for behaviour, by_model in res["metrics"].items():
-            if "bst" in by_model and BAYES in by_model:
-                gaps.append(f"{behaviour} {_f(by_model[BAYES]['auc'] - by_model['bst']['auc'], 3)}")
-                eces.append(f"{behaviour} {_f(by_model['bst']['ece'], 3)}")
-        worst_gap = max(
-            m[BAYES]["auc"] - m["bst"]["auc"] for m in res["metrics"].values() if BAYES in m
-        )
-        worst_ece = max(m["bst"]["ece"] for m in res["metrics"].values())
         label = "default simulator" if part == "sim" else "long-history diagnostic simulator"
+        for oracle, what in (
+            (BAYES, "clairvoyant Bayes-optimal (true probabilities)"),
+            (BAYES_OBSERVABLE, "Bayes-optimal given the observable history"),
+        ):
+            gaps = _gaps(res, oracle)
+            if not gaps:
+                continue
+            worst = max(gaps.values())
+            text = ", ".join(f"{b} {_f(g, 3)}" for b, g in gaps.items())
+            out.append(
+                f"- {label}: BST AUC gap to the {what}: {text} → within 0.01: "
+                f"**{'met' if worst <= 0.01 else 'not met'}**."
+            )
+        eces = ", ".join(f"{b} {_f(m['bst']['ece'], 3)}" for b, m in res["metrics"].items())
+        worst_ece = max(m["bst"]["ece"] for m in res["metrics"].values())
         out.append(
-            f"- {label}: BST AUC gap to Bayes-optimal {', '.join(gaps)} → within 0.01: "
-            f"**{'met' if worst_gap <= 0.01 else 'not met'}**; BST ECE {', '.join(eces)} → "
-            f"≤ 0.02: **{'met' if worst_ece <= 0.02 else 'not met'}**."
+            f"- {label}: BST ECE {eces} → ≤ 0.02: **{'met' if worst_ece <= 0.02 else 'not met'}**."
         )
     for part in ("ml-100k", "ml-latest-small"):
         res = parts.get(part)
@@ -179,18 +266,46 @@ def _verdicts(parts: dict[str, dict[str, Any]]) -> list[str]:
         )
     out.append("")
     out.append(
-        "Why the simulator target is not met: the Bayes-optimal row uses each view's true "
-        "probability, which depends on the user's *current-session* latent taste (a random "
-        "walk per session) and per-item latent vectors; models see only ~24 past views per "
-        "user. All three models land within ~0.005 AUC of each other (the BST does not beat "
-        "LightGBM here), 0.04 below the oracle. With long, stable histories (diagnostic "
-        "`sim-long`: 20 sessions a user, no drift) the same models close half of that gap "
-        "(0.016–0.020), which suggests much of the gap is information that short, drifting "
-        "histories do not hold rather than a modelling or calibration fault (simulator ECE ≤ "
-        "0.02 for every model). Not tried: larger simulated logs on a GPU, or a simulator-"
-        "aware session-taste model."
+        "Two Bayes rows on the simulator. `bayes-optimal` scores each view with its *true* "
+        "probability, which depends on latent state no model observes (the user's "
+        "current-session category taste after its random-walk drift, the personal taste "
+        "vector): a clairvoyant oracle, kept as the ceiling of the simulated world. `bayes-"
+        "optimal (observable history)` is the best any model can do from the log: the "
+        "posterior predictive P(behaviour | the viewed item, the user's earlier views, clicks, "
+        "carts, purchases and sessions, the user's segment) under the simulator's own "
+        "generative model, computed by a particle filter per user "
+        "(`recpilot.behaviour.oracle`). It treats the world's global parameters (item latent "
+        "vectors, popularity, prices, click qualities, successor chains, funnel coefficients) "
+        "as known, which a model has to learn from the log; so it is, up to particle-filter "
+        "error, an upper bound on what a model can reach here, and the issue's 'within 0.01 "
+        "AUC of the Bayes-optimal value' is met or not against it as stated above."
     )
     out.append("")
+    for part in ("sim", "sim-long"):
+        res = parts.get(part)
+        clair, observable = (_gaps(res, o) if res else {} for o in (BAYES, BAYES_OBSERVABLE))
+        if not observable:
+            continue
+        hidden = [clair[b] - observable[b] for b in observable if b in clair]
+        label = "Default simulator" if part == "sim" else "Long-history diagnostic"
+        line = (
+            f"{label}: the observable-history predictor sits {_span(hidden)} AUC below the "
+            "clairvoyant oracle (what the log cannot tell), the BST "
+            f"{_span(list(observable.values()))} below the observable-history predictor (the "
+            "modelling gap; part of it may be the cost of learning the items' parameters from "
+            "a finite log, which the predictor is given)."
+        )
+        stability = res.get("observable_bayes", {}).get("stability", {}) if res else {}
+        moves = [v["auc"][1] - v["auc"][0] for v in stability.get("by_behaviour", {}).values()]
+        if moves:
+            line += (
+                f" Doubling the particles moved its AUC by {_f(min(moves), 4)} to "
+                f"{_f(max(moves), 4)} on the stability subset; an approximate posterior "
+                "scores worse than the exact one in expectation (log-loss is a proper scoring "
+                "rule), so filter error, if anything, shrinks the measured modelling gap."
+            )
+        out.append(line)
+        out.append("")
     return out
 
 
@@ -256,6 +371,22 @@ def render(parts: dict[str, dict[str, Any]]) -> str:
                 )
         if chosen:
             md.append(f"Chosen on validation log-loss from small grids: {'; '.join(chosen)}.")
+        pf = res.get("observable_bayes")
+        if pf:
+            st = pf["stability"]
+            checks = "; ".join(
+                f"{b} AUC {_f(v['auc'][0])} vs {_f(v['auc'][1])}, log-loss "
+                f"{_f(v['log_loss'][0])} vs {_f(v['log_loss'][1])}, mean |Δp| "
+                f"{_f(v['mean_abs_diff'])}"
+                for b, v in st["by_behaviour"].items()
+            )
+            md.append(
+                f"Observable-history Bayes: particle filter, {pf['particles']} particles per "
+                f"user, {pf['users']:,} test users ({pf['seconds']} s). Stability, "
+                f"{pf['particles']} vs {st['particles']} particles (other seed) on "
+                f"{st['users']} random test users ({st['test_examples']:,} test views): "
+                f"{checks}."
+            )
         md.append("")
         md.append(
             "| behaviour | model | AUC | AUC 95% CI | user AUC | log-loss | log-loss 95% CI "
@@ -292,11 +423,16 @@ def render(parts: dict[str, dict[str, Any]]) -> str:
                         f"{_f(bst['log_loss'] - by_model[other]['log_loss'])} "
                         f"[{_f(-ll_d[1])}, {_f(-ll_d[0])}]"
                     )
+            for oracle, label in ((BAYES, "clairvoyant"), (BAYES_OBSERVABLE, "observable-history")):
+                if oracle in by_model:
+                    gap = by_model[oracle]["auc"] - bst["auc"]
+                    parts_txt.append(
+                        f"BST AUC gap to {label} Bayes-optimal {_f(gap)} (target ≤ 0.01: "
+                        f"{'met' if gap <= 0.01 else 'not met'})"
+                    )
             if BAYES in by_model:
-                gap = by_model[BAYES]["auc"] - bst["auc"]
                 parts_txt.append(
-                    f"BST AUC gap to Bayes-optimal {_f(gap)} (target ≤ 0.01: "
-                    f"{'met' if gap <= 0.01 else 'not met'}), BST ECE {_f(bst['ece'])} "
+                    f"BST ECE {_f(bst['ece'])} "
                     f"(target ≤ 0.02: {'met' if bst['ece'] <= 0.02 else 'not met'})"
                 )
             lines.append("- " + "; ".join(parts_txt[:1]) + " " + "; ".join(parts_txt[1:]))

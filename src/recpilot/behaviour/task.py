@@ -29,7 +29,10 @@ from recpilot.types import IntArray
 
 logger = logging.getLogger(__name__)
 
+#: The clairvoyant row: each view scored with its true probability (latent state included).
 BAYES = "bayes-optimal"
+#: The Bayes-optimal predictor given the observable history (`recpilot.behaviour.oracle`).
+BAYES_OBSERVABLE = "bayes-optimal (observable history)"
 _DEFAULTS: dict[str, Any] = {
     "logistic": LogisticBehaviourConfig,
     "lightgbm": LightGBMBehaviourConfig,
@@ -83,7 +86,9 @@ def simulator_truth(
 
     Args:
         data: a dataset built from a simulator log (impression labels).
-        truth: `SimulatedData.truth`.
+        truth: `SimulatedData.truth`, or any frame with its keys (``user_id``, ``item_id``,
+            ``timestamp``) and ``p_click``, ``p_cart``, ``p_purchase`` columns, such as
+            `recpilot.behaviour.oracle.observable_bayes_predictions`.
         rows: example rows.
 
     Returns:
@@ -118,6 +123,7 @@ def run_behaviour_task(
     *,
     reference: str | None = None,
     oracle: pl.DataFrame | None = None,
+    observable_oracle: pl.DataFrame | None = None,
     save_models: bool = False,
     title: str = "Behaviour probability",
 ) -> dict[str, Any]:
@@ -132,7 +138,11 @@ def run_behaviour_task(
         output_dir: where the report (``index.html``, ``report.json``, PNGs) and, with
             ``save_models``, each model (``models/NAME``) go; None writes nothing.
         reference: model whose differences to the others get bootstrap intervals.
-        oracle: the simulator's truth frame, to add the Bayes-optimal predictions.
+        oracle: the simulator's truth frame, to add its true probabilities (the clairvoyant
+            ``bayes-optimal`` row: it reads the users' latent state).
+        observable_oracle: predictions of the Bayes-optimal predictor given the observable
+            history (`recpilot.behaviour.oracle.observable_bayes_predictions`), added as the
+            ``bayes-optimal (observable history)`` row; they must cover the test examples.
         save_models: save every fitted model under ``output_dir/models``.
         title: the report's title.
 
@@ -167,6 +177,9 @@ def run_behaviour_task(
     if oracle is not None:
         for b, p in simulator_truth(data, oracle, test).items():
             probs[b][BAYES] = p
+    if observable_oracle is not None:
+        for b, p in simulator_truth(data, observable_oracle, test).items():
+            probs[b][BAYES_OBSERVABLE] = p
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     cis: dict[str, Any] = {}
     images: dict[str, dict[str, str]] = {}

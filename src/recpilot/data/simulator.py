@@ -310,6 +310,22 @@ class Simulator:
         self.successor_probs_ = weights / weights.sum()  # (S,)
         self.item_titles_ = _titles(category, c, rng)
 
+    @staticmethod
+    def segment_shares() -> F64Array:
+        """Prior probability of each price segment (in the order of the user table's names)."""
+        shares = np.array([s[1] for s in _SEGMENTS])
+        return np.asarray(shares / shares.sum(), dtype=np.float64)
+
+    @staticmethod
+    def segment_sensitivities() -> F64Array:
+        """Price sensitivity of each segment (multiplies the cart and purchase price penalty)."""
+        return np.array([s[2] for s in _SEGMENTS], dtype=np.float64)
+
+    @staticmethod
+    def segment_names() -> list[str]:
+        """Segment names, as in the log's user side table."""
+        return [s[0] for s in _SEGMENTS]
+
     def _build_users(self, rng: np.random.Generator) -> None:
         cfg = self.config
         n, c, d = cfg.n_users, cfg.n_categories, cfg.latent_dim
@@ -324,9 +340,18 @@ class Simulator:
 
     def _tastes(self, category_logits: F64Array, users: IntArray) -> F64Array:
         """Taste vectors ``(B, D)`` from category preference logits ``(B, C)``."""
+        return self.taste_vectors(category_logits, self.personal_vectors_[users])
+
+    def taste_vectors(self, category_logits: F64Array, personal_vectors: F64Array) -> F64Array:
+        """Taste vectors ``(B, D)`` from category logits ``(B, C)`` and personal vectors ``(B, D)``.
+
+        The model's formula (the preference-weighted mix of category centroids plus the
+        personal vector), for any latent states, e.g. the particles of
+        `recpilot.behaviour.oracle`. Needs the items (`generate`).
+        """
         weights = _softmax_rows(category_logits)
         return np.asarray(
-            _TASTE_SCALE * weights @ self.category_centroids_ + self.personal_vectors_[users],
+            _TASTE_SCALE * weights @ self.category_centroids_ + personal_vectors,
             dtype=np.float64,
         )
 
@@ -342,8 +367,25 @@ class Simulator:
         self, affinity: F64Array, items: IntArray, users: IntArray, successor: BoolArray
     ) -> tuple[F64Array, F64Array, F64Array]:
         """``p_click``, ``p_cart | click``, ``p_purchase | cart`` for (user, item) pairs."""
+        return self.funnel_probabilities(affinity, items, self.price_sensitivity_[users], successor)
+
+    def funnel_probabilities(
+        self,
+        affinity: F64Array,
+        items: IntArray,
+        sensitivity: F64Array,
+        successor: BoolArray | bool,
+    ) -> tuple[F64Array, F64Array, F64Array]:
+        """The model's ``p_click``, ``p_cart | click``, ``p_purchase | cart`` (broadcasting).
+
+        Args:
+            affinity: user-item affinities ``taste · item_vector``.
+            items: item indices (0-based), broadcast against ``affinity``.
+            sensitivity: price sensitivities of the users' segments (`segment_sensitivities`).
+            successor: whether each item is a successor of the user's last click.
+        """
         cfg = self.config
-        price = self.item_price_z_[items] * self.price_sensitivity_[users]
+        price = self.item_price_z_[items] * sensitivity
         p_click = _sigmoid(
             cfg.click_bias
             + cfg.click_affinity * affinity
