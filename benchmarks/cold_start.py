@@ -24,6 +24,7 @@ SASRec with ID embeddings only, and hybrid SASRec (ID + projected text, ID-dropo
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -41,6 +42,7 @@ from _common import data_dir, git_commit, machine, replace_section, today, versi
 from recpilot.config import EvaluationConfig, PreprocessConfig, SASRecConfig  # noqa: E402
 from recpilot.content import MiniLMEncoder, catalogue_vectors  # noqa: E402
 from recpilot.content.recommender import TextKNNRecommender  # noqa: E402
+from recpilot.content.text import NO_TIME, item_release_times  # noqa: E402
 from recpilot.data.interactions import Interactions  # noqa: E402
 from recpilot.data.preprocess import build_interactions  # noqa: E402
 from recpilot.data.readers import read_dataset  # noqa: E402
@@ -48,7 +50,7 @@ from recpilot.data.split import EvalSet, temporal_split  # noqa: E402
 from recpilot.evaluation import Evaluator  # noqa: E402
 from recpilot.models.base import Recommender  # noqa: E402
 from recpilot.models.popularity import PopularityRecommender  # noqa: E402
-from recpilot.models.sequential import SASRecRecommender  # noqa: E402
+from recpilot.models.sequential import SASRecRecommender, first_seen_times  # noqa: E402
 
 logger = logging.getLogger("cold_start")
 
@@ -58,6 +60,13 @@ DATASETS = {  # in this order: ML-100k fine-tunes the ML-latest-small hybrid (tr
 }
 SEED = 0
 TRANSFER = "SASRec hybrid, pre-trained on ML-latest-small"
+HYBRID = "SASRec hybrid (ID + text)"
+HYBRID_BOOST = "SASRec hybrid + text-only boost"
+FRESH = "SASRec hybrid + item age + text-only boost"
+#: text-only boosts tried on validation (logits added to the items known from text alone)
+BOOSTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+#: validation warm NDCG@10 the item-age model may lose against the ID-only model (selection)
+WARM_TOLERANCE = 0.02
 ID_DROPOUTS = (0.25, 0.5)
 NEW_USER_LENGTHS = (1, 2, 5)
 
@@ -155,6 +164,27 @@ class Restricted(Recommender):
         raise NotImplementedError
 
 
+def choose_boost(
+    model: SASRecRecommender, val_cold: EvalSet, val_warm: EvalSet, id_val_warm: float
+) -> dict[str, Any]:
+    """Set ``model``'s text-only boost to the one with the best validation cold NDCG@10 (whole
+    catalogue) among those keeping validation warm NDCG@10 within WARM_TOLERANCE of the ID-only
+    model's (the smallest boost on ties; 0 when none qualifies). Returns the trace."""
+    trace: dict[str, Any] = {}
+    best = (-1.0, 0.0)
+    for boost in BOOSTS:
+        model.config = model.config.model_copy(update={"text_only_boost": boost})
+        cold_ndcg = metrics_of(model, val_cold).get("NDCG@10", 0.0)
+        warm_ndcg = metrics_of(model, val_warm).get("NDCG@10", 0.0)
+        trace[str(boost)] = {"val_cold_NDCG@10": cold_ndcg, "val_warm_NDCG@10": warm_ndcg}
+        if warm_ndcg >= (1 - WARM_TOLERANCE) * id_val_warm and cold_ndcg > best[0]:
+            best = (cold_ndcg, boost)
+    model.config = model.config.model_copy(update={"text_only_boost": best[1]})
+    trace["chosen"] = best[1]
+    logger.info("text-only boost %s: %s", best[1], json.dumps(trace))
+    return trace
+
+
 def metrics_of(model: Recommender, eval_set: EvalSet) -> dict[str, float]:
     if len(eval_set) == 0:
         return {}
@@ -181,6 +211,7 @@ def run_dataset(name: str, smoke: bool, out: Path) -> dict[str, Any]:
     logger.info("%s: %s; %d cold items; %d items with text", name, data, cold.sum(), n_text)
 
     val_cold = restrict(split.validation, cold, "validation-cold")
+    val_warm = restrict(split.validation, warm, "validation-warm")
     sets = {
         "cold": restrict(split.test, cold, "test-cold"),
         "warm": restrict(split.test, warm, "test-warm"),
@@ -196,6 +227,8 @@ def run_dataset(name: str, smoke: bool, out: Path) -> dict[str, Any]:
         train, split.validation
     )
     fit_times["SASRec (ID only)"] = time.time() - t
+    id_val_warm = metrics_of(models["SASRec (ID only)"], val_warm).get("NDCG@10", 0.0)
+    selection["id_only_val_warm_NDCG@10"] = id_val_warm
     best: tuple[float, SASRecRecommender | None, float] = (-1.0, None, 0.0)
     for p in ID_DROPOUTS:
         t = time.time()
@@ -209,9 +242,41 @@ def run_dataset(name: str, smoke: bool, out: Path) -> dict[str, Any]:
         if val > best[0]:
             best = (val, model, elapsed)
     assert best[1] is not None
-    models["SASRec hybrid (ID + text)"] = best[1]
-    fit_times["SASRec hybrid (ID + text)"] = best[2]
+    models[HYBRID] = best[1]
+    fit_times[HYBRID] = best[2]
     selection["chosen"] = best[1].config.id_dropout
+
+    # the text-only boost (a scoring offset for items known from text alone) is chosen on
+    # validation NDCG@10 of cold targets ranked against the whole catalogue, among the boosts
+    # that keep validation warm NDCG@10 within WARM_TOLERANCE of the ID-only model's (the
+    # issue's two targets, read on validation); no retraining
+    boosted = copy.deepcopy(best[1])
+    selection["hybrid_boost"] = choose_boost(boosted, val_cold, val_warm, id_val_warm)
+    models[HYBRID_BOOST] = boosted
+    # hybrid + item age (freshness: a learned bias on the candidate's age since its release,
+    # or first event, at the query time; never-seen items scored from text in training as in
+    # serving), with the hybrid's validation-chosen ID-dropout and its own boost
+    t = time.time()
+    cfg = sasrec_config(
+        smoke, text_features=True, id_dropout=best[1].config.id_dropout, freshness=True
+    )
+    releases = item_release_times(data.item_table, data.items.ids.to_list())
+    fresh = (
+        SASRecRecommender(cfg)
+        .set_text_vectors(vectors)
+        .set_item_times(releases)
+        .fit(train, split.validation)
+    )
+    fit_times[FRESH] = time.time() - t
+    selection["item_age_boost"] = choose_boost(fresh, val_cold, val_warm, id_val_warm)
+    selection["item_age_bias"] = [round(float(b), 3) for b in fresh.module_.freshness.bias]  # type: ignore[union-attr]
+    selection["items_with_release_time"] = int((releases != NO_TIME).sum())
+    # the test read: the model also knows when the items without a release time were first
+    # seen in the events logged before the test period (what a service's event store knows;
+    # nothing from the test period)
+    observed = copy.deepcopy(fresh)
+    observed.observe_items(np.arange(data.n_items), first_seen_times(split.train_validation))
+    models[FRESH] = observed
     best[1].save(out / f"{name}-hybrid")
     pretrained_path = out / "ml-latest-small-hybrid"
     if name == "ml-100k" and pretrained_path.is_dir():
@@ -232,8 +297,11 @@ def run_dataset(name: str, smoke: bool, out: Path) -> dict[str, Any]:
             results[model_name]["cold_among_cold"] = metrics_of(
                 Restricted(model, cold), sets["cold"]
             )
+        # new users arrive from the validation cut-off on: the item-age model reads them with
+        # what it knew then (its first-seen times of the training period)
+        reader = fresh if model_name == FRESH else model
         results[model_name]["new_users"] = {
-            str(n): metrics_of(model, new_user_set(data, t_val, n)) for n in NEW_USER_LENGTHS
+            str(n): metrics_of(reader, new_user_set(data, t_val, n)) for n in NEW_USER_LENGTHS
         }
         logger.info("%s %s: %s", name, model_name, json.dumps(results[model_name]["cold"]))
     return {
@@ -255,6 +323,25 @@ def fmt_metric(m: dict[str, Any], key: str) -> str:
     return f"{m[key]:.4f}" if key in m else "–"
 
 
+def targets(label: str, m: dict[str, Any], ido: dict[str, Any], txt: dict[str, Any]) -> str:
+    """The issue's targets for model results ``m`` against the ID-only and text-kNN ones."""
+    cc = "cold_among_cold"
+    beats = m["cold"].get("NDCG@10", 0) > max(
+        ido["cold"].get("NDCG@10", 0), txt["cold"].get("NDCG@10", 0)
+    ) and m["cold"].get("Recall@10", 0) > max(
+        ido["cold"].get("Recall@10", 0), txt["cold"].get("Recall@10", 0)
+    )
+    beats_cc = m[cc].get("NDCG@10", 0) > max(ido[cc].get("NDCG@10", 0), txt[cc].get("NDCG@10", 0))
+    loss = 1 - m["warm"].get("NDCG@10", 0) / max(ido["warm"].get("NDCG@10", 1e-9), 1e-9)
+    return (
+        f"{label} beats ID-only and text-kNN on cold items (Recall@10 and NDCG@10): "
+        f"**{'met' if beats else 'not met'}** (full catalogue), "
+        f"**{'met' if beats_cc else 'not met'}** (NDCG@10 among cold items); warm "
+        f"NDCG@10 change vs ID-only: {-loss:+.1%} (target: loss ≤ 2%): "
+        f"**{'met' if loss <= 0.02 else 'not met'}**."
+    )
+
+
 def render(runs: list[dict[str, Any]], wall: float) -> str:
     lines = [
         "## Cold start",
@@ -265,7 +352,17 @@ def render(runs: list[dict[str, Any]], wall: float) -> str:
         "",
         "Global temporal split (last 10% of events = test, the 10% before = validation); models "
         "fit on the training period; SASRec runs early-stop on validation NDCG@10; the hybrid's "
-        "ID-dropout is chosen on validation NDCG@10 of cold-item targets; test read once. Cold "
+        "ID-dropout is chosen on validation NDCG@10 of cold-item targets (ranked among cold items); "
+        "the item-age hybrid (`freshness: true`: a learned bias on each candidate's log2 age at "
+        "the query time, counted from its release year (from the title or release date), else its "
+        "first event; items not seen before the query time are scored from text with a shared "
+        "'new item' bias, in training as in serving) uses the same ID-dropout; the text-only "
+        "boost (a logit added at scoring to items known from text alone, `text_only_boost`) is "
+        "chosen per model on validation NDCG@10 of cold targets ranked against the whole "
+        "catalogue, among the boosts that keep validation warm NDCG@10 within 2% of the ID-only "
+        "model's; test read once. For the test read the item-age model also gets the first-seen "
+        "time of items without a release year from the events logged before the test period "
+        "(what a service's event store knows; nothing from the test period). Cold "
         "items: no event in the training period. Item text = title, genres and (ML-latest-small) "
         "tags from the item files, encoded by all-MiniLM-L6-v2 (384-d, offline). Full ranking, "
         "history excluded; each metric averages over the users with at least one target of the "
@@ -282,7 +379,11 @@ def render(runs: list[dict[str, Any]], wall: float) -> str:
             f"{run['n_events']:,} events, {run['n_users']:,} users, {run['n_items']:,} items "
             f"({run['n_cold_items']:,} cold); test users with a cold target: "
             f"{first['cold'].get('users', 0)}, with a warm target: {first['warm'].get('users', 0)}."
-            f" Hybrid ID-dropout chosen on validation: {run['selection']['chosen']}.",
+            f" Chosen on validation: hybrid ID-dropout {run['selection']['chosen']} (the item-age "
+            "model uses the same); text-only boost "
+            f"{run['selection'].get('hybrid_boost', {}).get('chosen', '–')} (hybrid), "
+            f"{run['selection'].get('item_age_boost', {}).get('chosen', '–')} (hybrid + item "
+            f"age). Items with a release year: {run['selection'].get('items_with_release_time', '–')}.",
             "",
             "Cold targets are ranked two ways: against the whole catalogue, and among the cold "
             "items only (the usual cold-start protocol: which new item will the user pick; "
@@ -300,35 +401,36 @@ def render(runs: list[dict[str, Any]], wall: float) -> str:
                 f"{fmt_metric(cc, 'NDCG@10')} | {fmt_metric(r['warm'], 'Recall@10')} | "
                 f"{fmt_metric(r['warm'], 'NDCG@10')} | {fmt_metric(r['all'], 'NDCG@10')} |"
             )
-        hyb = res["SASRec hybrid (ID + text)"]
         ido = res["SASRec (ID only)"]
         txt = res["text-kNN"]
-        beats = hyb["cold"].get("NDCG@10", 0) > max(
-            ido["cold"].get("NDCG@10", 0), txt["cold"].get("NDCG@10", 0)
-        ) and hyb["cold"].get("Recall@10", 0) > max(
-            ido["cold"].get("Recall@10", 0), txt["cold"].get("Recall@10", 0)
-        )
         cc = "cold_among_cold"
-        beats_cc = hyb[cc].get("NDCG@10", 0) > max(
-            ido[cc].get("NDCG@10", 0), txt[cc].get("NDCG@10", 0)
-        )
-        warm_loss = 1 - hyb["warm"].get("NDCG@10", 0) / max(ido["warm"].get("NDCG@10", 1e-9), 1e-9)
 
         def ci(r: dict[str, Any]) -> str:
             low, high = r.get("NDCG@10_ci", (float("nan"), float("nan")))
             return f"[{low:.3f}, {high:.3f}]"
 
+        names = {"hybrid": HYBRID, "hybrid + boost": HYBRID_BOOST, "item age": FRESH}
+        shown = [(label, res[key]) for label, key in names.items() if key in res]
         lines += [
             "",
-            "95% intervals of NDCG@10 (per-user normal): cold-among-cold: hybrid "
-            f"{ci(hyb[cc])}, ID-only {ci(ido[cc])}, text-kNN {ci(txt[cc])}; warm: hybrid "
-            f"{ci(hyb['warm'])}, ID-only {ci(ido['warm'])}.",
+            "95% intervals of NDCG@10 (per-user normal): cold (full catalogue): "
+            + ", ".join(f"{label} {ci(m['cold'])}" for label, m in shown)
+            + f", text-kNN {ci(txt['cold'])}; cold-among-cold: "
+            + ", ".join(f"{label} {ci(m[cc])}" for label, m in shown)
+            + f", ID-only {ci(ido[cc])}, text-kNN {ci(txt[cc])}; warm: "
+            + ", ".join(f"{label} {ci(m['warm'])}" for label, m in shown)
+            + f", ID-only {ci(ido['warm'])}.",
             "",
-            f"Targets: hybrid beats ID-only and text-kNN on cold items (Recall@10 and NDCG@10): "
-            f"**{'met' if beats else 'not met'}** (full catalogue), "
-            f"**{'met' if beats_cc else 'not met'}** (NDCG@10 among cold items); "
-            "warm NDCG@10 change vs ID-only: "
-            f"{-warm_loss:+.1%} (target: loss ≤ 2%): **{'met' if warm_loss <= 0.02 else 'not met'}**.",
+            "Targets: "
+            + " ".join(
+                targets(
+                    names[label],
+                    m,
+                    ido,
+                    txt,
+                )
+                for label, m in shown
+            ),
             "",
             f"### {run['label']}: new users (first event at or after the validation cut-off)",
             "",
@@ -344,13 +446,23 @@ def render(runs: list[dict[str, Any]], wall: float) -> str:
         lines += ["", f"Users per column: {', '.join(map(str, users))}.", ""]
     lines += [
         "Reading (of the run above; rewrite it with new numbers): against the whole catalogue "
-        "no model puts cold items in the top 10 (a cold item has no popularity signal and "
-        "competes with every warm item carrying its ID embedding), so that target is not met. "
-        "Among the cold items the hybrid is best on ML-latest-small (its interval clear of the "
-        "ID-only one); on ML-100k (66 cold items, 55 users, intervals wider than the "
-        "differences) it is level with text-kNN and ID-only, and the hybrid pre-trained on "
-        "ML-latest-small is best. The hybrid costs no warm quality: it beats the ID-only model "
-        "on warm items on both datasets. New users: the hybrid personalises from the first "
+        "the calibrated sequence models (ID only, hybrid) never put a cold item in the top 10: a "
+        "cold item has no popularity signal and competes with every warm item carrying its ID "
+        "embedding. The text-only boost changes that on ML-latest-small: cold NDCG@10 0.0173 / "
+        "Recall@10 0.0077 against text-kNN's 0.0022 / 0.0009, warm +1.2% vs ID-only, every "
+        "target met; on ML-100k validation allowed no boost (each one cost more than 2% of warm "
+        "NDCG@10), so it stays the plain hybrid there. The item-age model puts cold items in "
+        "the top 10 on both datasets (cold NDCG@10 0.0411, interval clear of text-kNN's, on "
+        "ML-latest-small; 0.0244 on ML-100k, 55 users, interval from -0.007) and is the best "
+        "model among cold items on both but the transfer row; on ML-100k it meets every target "
+        "(warm +5.4%). On ML-latest-small it loses 8.3% warm NDCG@10 and fails new users: its "
+        "boost (2.0) was chosen at the validation cut-off, when most cold items were not "
+        "released yet (the 'new' bucket, weak), and at the test cut-off they are one to two "
+        "years old, the age its learned bias favours most (-7.6, against -8.8 to -9.7 for "
+        "films over four years old), so age bias plus boost push too many of them into every top "
+        "10; the warm constraint held on validation (+0.2% vs ID-only) and not on test. No "
+        "single validation-selected setting meets every target on both datasets. The old rows "
+        "(same seeds) are reproduced exactly. New users: the hybrid personalises from the first "
         "event; it beats popularity at 1, 2 and 5 events on ML-100k, on ML-latest-small it is "
         "below popularity at 1 event, level at 2 and above at 5; it beats the ID-only model "
         "everywhere. Budget: 12 epochs at most per SASRec run (CPU, early stopping), so the "

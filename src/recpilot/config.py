@@ -155,14 +155,29 @@ class TrainerConfig(StrictModel):
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm")
     patience: int = Field(
-        10, ge=1, description="stop after this many validations without improvement"
+        10,
+        ge=1,
+        description="stop after this many validations without improvement (validations, not "
+        "epochs: with validate_every 3, patience 4 waits 12 epochs)",
     )
-    validate_every: int = Field(1, ge=1, description="validate every this many epochs")
+    validate_every: int = Field(
+        1,
+        ge=1,
+        description="validate (early stopping, best state, checkpoint) every this many epochs "
+        "and after the last one; > 1 saves the validation cost of the epochs between",
+    )
     monitor: str = Field("NDCG@10", description="validation metric for early stopping")
     length_bucketing: int = Field(
         32,
         ge=1,
         description="sort pools of this many batches by sequence length (less padding); 1: off",
+    )
+    pad_multiple: int = Field(
+        32,
+        ge=1,
+        description="round each batch's padded length up to a multiple of this (at most "
+        "max_len): few batch shapes keep oneDNN's per-shape kernel cache, and so the process "
+        "memory, small on long runs; 1: pad to the batch's longest sequence",
     )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: CPU autocast for the forward pass (matrix products in bf16)"
@@ -232,6 +247,13 @@ class SASRecConfig(StrictModel):
     )
     gbce_t: float = Field(0.75, ge=0, le=1, description="gBCE calibration t (0: plain BCE)")
     eval_batch_size: int = Field(512, ge=1, description="users per forward pass when scoring")
+    event_types: bool | None = Field(
+        None,
+        description="add a learned event-type vector (view, cart, purchase, ...) to each history "
+        "event's item vector; the types are learned at fit time and saved with the model, a type "
+        "never seen in training counts as unknown; None: on when the training data has more "
+        "than one event type",
+    )
     text_features: bool = Field(
         False,
         description="hybrid items: vector = ID embedding + learned projection of the item's text "
@@ -245,6 +267,28 @@ class SASRecConfig(StrictModel):
         description="text_features: share of item ID embeddings hidden in each training step, so "
         "the model learns to rely on text when an ID is unknown",
     )
+    freshness: bool = Field(
+        False,
+        description="text_features: learned logit bias on each candidate item's age at the query "
+        "time (log2 buckets of the time since the item was first seen: first training event, or "
+        "addition time for items added later); items not seen before the query time are scored "
+        "from their text alone and share a 'new item' bias, in training as when serving, so "
+        "brand-new items can win a full ranking. Needs loss: full (SASRec, HSTU)",
+    )
+    freshness_buckets: int = Field(
+        42,
+        ge=2,
+        le=62,
+        description="freshness: log2 buckets of the age in the event clock's unit (milliseconds), "
+        "'never seen' included; 42 reaches 2**40 ms, 35 years",
+    )
+    text_only_boost: float = Field(
+        0.0,
+        description="text_features: logit added when scoring to the items the model knows from "
+        "their text alone (no training event: cold catalogue items, items added later), a "
+        "cold-start exploration knob that trades warm precision for new-item exposure (chosen "
+        "on validation; 0: calibrated scores)",
+    )
     training: TrainerConfig = Field(default_factory=TrainerConfig)
     seed: int = 0
 
@@ -253,6 +297,11 @@ class SASRecConfig(StrictModel):
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})"
+            )
+        if self.freshness and not (self.text_features and self.loss == "full"):
+            raise ValueError(
+                "freshness needs text_features: true (a new item is scored from its text) and "
+                f"loss: full, got text_features: {self.text_features}, loss: {self.loss}"
             )
         return self
 

@@ -160,8 +160,11 @@ def to_model_space(eval_set: EvalSet, data: Interactions, model: Recommender) ->
     times = None
     if eval_set.history_times is not None:
         times = tuple(t[h >= 0] for t, h in zip(eval_set.history_times, mapped, strict=True))
+    types = None
+    if eval_set.history_event_types is not None:
+        types = tuple(t[h >= 0] for t, h in zip(eval_set.history_event_types, mapped, strict=True))
     targets = tuple(t[t >= 0] for t in (mapping[t] for t in eval_set.targets))
-    return EvalSet(eval_set.name, users, hists, targets, eval_set.cutoffs, times)
+    return EvalSet(eval_set.name, users, hists, targets, eval_set.cutoffs, times, types)
 
 
 def evaluate(
@@ -183,6 +186,9 @@ def evaluate(
             None
             if eval_set.history_times is None
             else tuple(t for t, k in zip(eval_set.history_times, known, strict=True) if k),
+            None
+            if eval_set.history_event_types is None
+            else tuple(t for t, k in zip(eval_set.history_event_types, known, strict=True) if k),
         )
         logger.warning(
             "%d %s users have targets the model's vocabulary does not know; they count as misses",
@@ -272,7 +278,14 @@ def recommend_eval_set(
     n = len(eval_set)
     for start in progress(range(0, n, batch_size), "recommending", total=-(-n // batch_size)):
         stop = min(n, start + batch_size)
-        query = Query(eval_set.users[start:stop], eval_set.histories[start:stop])
+        query = Query(
+            eval_set.users[start:stop],
+            eval_set.histories[start:stop],
+            None if eval_set.history_times is None else eval_set.history_times[start:stop],
+            None
+            if eval_set.history_event_types is None
+            else eval_set.history_event_types[start:stop],
+        )
         ids, scores = model.recommend(query, k=k, exclude_seen=True)
         for j in range(stop - start):
             yield start + j, ids[j], scores[j]

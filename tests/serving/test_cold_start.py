@@ -180,3 +180,42 @@ def test_id_only_models_leave_new_items_to_exploration(tmp_path: Path, artifact:
         assert svc.models.current.item_index("x-new") == -1
     finally:
         svc.close()
+
+
+def test_item_age_model_reads_release_times_of_added_items(tmp_path: Path) -> None:
+    """A hybrid with ``freshness``: an item added with a release time ages from it; one
+    without stays "new" (never seen) until retraining; both are served from their text."""
+    from recpilot.models.nn.freshness import NEVER
+
+    data = topic_data()
+    config = SASRecConfig.model_validate(
+        {
+            "d_model": 16,
+            "n_layers": 1,
+            "max_len": 8,
+            "text_features": True,
+            "freshness": True,
+            "text_only_boost": 1.0,
+            "training": {"max_epochs": 3, "batch_size": 8, "learning_rate": 5e-3},
+        }
+    )
+    model = SASRecRecommender(config).set_text_vectors(catalogue_vectors(data, HashingEncoder(64)))
+    artifact = model.fit(data).save(tmp_path / "fresh")
+    settings = make_settings(artifact, f"sqlite:///{tmp_path / 'f.db'}", text_encoder=ENCODER)
+    svc = RecService.open(settings)
+    try:
+        released = "2001-02-03T00:00:00+00:00"
+        svc.put_items(
+            [
+                ("dated", True, {"title": "space rocket launch", "release_date": released}),
+                ("undated", True, {"title": "space rocket orbit"}),
+            ]
+        )
+        served = svc.models.current
+        fresh = served.model.module_.freshness  # type: ignore[attr-defined]
+        assert int(fresh.first_seen[served.item_index("dated")]) == 981_158_400_000
+        assert int(fresh.first_seen[served.item_index("undated")]) == NEVER
+        ids = [i.item_id for i in svc.recommend_for_history([item(0, 0)], k=40).items]
+        assert {"dated", "undated"} <= set(ids)
+    finally:
+        svc.close()

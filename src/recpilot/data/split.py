@@ -20,7 +20,8 @@ class EvalSet:
     order; ``targets[b]`` the item indices to predict (one per user for leave-one-out);
     ``cutoffs[b]`` the time of the first target (no history event is later);
     ``history_times[b]`` (optional) the event times aligned with ``histories[b]``, for models
-    with time features.
+    with time features; ``history_event_types[b]`` (optional) the event type names aligned
+    with ``histories[b]``, for models with event-type inputs.
     """
 
     name: str
@@ -29,6 +30,7 @@ class EvalSet:
     targets: tuple[IntArray, ...]
     cutoffs: IntArray
     history_times: tuple[IntArray, ...] | None = None
+    history_event_types: tuple[np.ndarray, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -60,6 +62,11 @@ class Split:
         raise ValueError(f"unknown split {name!r}: expected 'validation' or 'test'")
 
 
+def event_type_names(data: Interactions) -> np.ndarray:
+    """``(N,)`` object array: the event type name of every event of ``data``."""
+    return np.asarray(data.event_types, dtype=object)[data.event_type]
+
+
 def leave_one_out(data: Interactions) -> Split:
     """Per user: last event = test, second last = validation, the rest = train.
 
@@ -82,6 +89,7 @@ def leave_one_out(data: Interactions) -> Split:
     val_hist = tuple(items[ptr[u] : r] for u, r in zip(evaluated, val_rows, strict=True))
     test_hist = tuple(items[ptr[u] : r] for u, r in zip(evaluated, test_rows, strict=True))
     times = data.timestamp
+    names = event_type_names(data)
     validation = EvalSet(
         "validation",
         evaluated,
@@ -89,6 +97,7 @@ def leave_one_out(data: Interactions) -> Split:
         tuple(items[val_rows, None]),
         times[val_rows],
         tuple(times[ptr[u] : r] for u, r in zip(evaluated, val_rows, strict=True)),
+        tuple(names[ptr[u] : r] for u, r in zip(evaluated, val_rows, strict=True)),
     )
     test = EvalSet(
         "test",
@@ -97,6 +106,7 @@ def leave_one_out(data: Interactions) -> Split:
         tuple(items[test_rows, None]),
         times[test_rows],
         tuple(times[ptr[u] : r] for u, r in zip(evaluated, test_rows, strict=True)),
+        tuple(names[ptr[u] : r] for u, r in zip(evaluated, test_rows, strict=True)),
     )
     return Split("leave_one_out", train, train_val, validation, test)
 
@@ -106,7 +116,8 @@ def _period_set(
 ) -> EvalSet:
     """Targets = distinct items of ``target_mask`` rows not already in the user's history."""
     ptr = data.user_ptr
-    users, hists, hist_times, targets = [], [], [], []
+    names = event_type_names(data)
+    users, hists, hist_times, hist_types, targets = [], [], [], [], []
     for u in np.unique(data.user_idx[target_mask]):
         rows = slice(ptr[u], ptr[u + 1])
         hist = data.item_idx[rows][before[rows]]
@@ -118,6 +129,7 @@ def _period_set(
             users.append(u)
             hists.append(hist)
             hist_times.append(data.timestamp[rows][before[rows]])
+            hist_types.append(names[rows][before[rows]])
             targets.append(tgt)
     return EvalSet(
         name,
@@ -126,6 +138,7 @@ def _period_set(
         tuple(targets),
         np.full(len(users), cutoff, dtype=np.int64),
         tuple(hist_times),
+        tuple(hist_types),
     )
 
 

@@ -454,7 +454,12 @@ class Evaluator:
             histories = eval_set.histories[lo:hi]
             targets = eval_set.targets[lo:hi]
             times = None if eval_set.history_times is None else eval_set.history_times[lo:hi]
-            query = Query(eval_set.users[lo:hi], histories, times)
+            types = (
+                None
+                if eval_set.history_event_types is None
+                else eval_set.history_event_types[lo:hi]
+            )
+            query = Query(eval_set.users[lo:hi], histories, times, types)
             scores = self._score_into(model, query, buffer)
             rows, items = (
                 history_pairs(histories, n_items)

@@ -39,12 +39,16 @@ class Query:
     item indices the user interacted with, in time order. Models that need no history (popularity)
     ignore it; sequence and item-based models score from the history, so they serve users they
     never saw in training. ``timestamps`` (optional) holds the event times aligned with
-    ``histories``, for models with time features (HSTU); None when unknown.
+    ``histories``, for models with time features (HSTU); None when unknown. ``event_types``
+    (optional) holds the event type names (``"view"``, ``"cart"``, ...) aligned with
+    ``histories``, for sequence models trained with event types; models trained without them
+    ignore it, and a type a model never saw counts as unknown.
     """
 
     users: IntArray
     histories: tuple[IntArray, ...]
     timestamps: tuple[IntArray, ...] | None = None
+    event_types: tuple[np.ndarray, ...] | None = None
 
     def __post_init__(self) -> None:
         users = np.asarray(self.users, dtype=np.int64).reshape(-1)
@@ -58,24 +62,39 @@ class Query:
             if [len(t) for t in times] != [len(h) for h in hist]:
                 raise ValueError("Query: timestamps must have one entry per history event")
             object.__setattr__(self, "timestamps", times)
+        if self.event_types is not None:
+            types = tuple(np.asarray(t, dtype=object).reshape(-1) for t in self.event_types)
+            if [len(t) for t in types] != [len(h) for h in hist]:
+                raise ValueError("Query: event_types must have one entry per history event")
+            object.__setattr__(self, "event_types", types)
 
     def __len__(self) -> int:
         return len(self.users)
 
     @classmethod
     def for_users(cls, data: Interactions, users: Sequence[int] | np.ndarray) -> Query:
-        """Known users with their full history (and its event times) in ``data``."""
+        """Known users with their full history (and its event times and types) in ``data``."""
         users = np.asarray(users, dtype=np.int64)
         ptr = data.user_ptr
         times = tuple(data.timestamp[ptr[u] : ptr[u + 1]] for u in users)
-        return cls(users, tuple(data.histories(users)), times)
+        names = np.asarray(data.event_types, dtype=object)[data.event_type]
+        types = tuple(names[ptr[u] : ptr[u + 1]] for u in users)
+        return cls(users, tuple(data.histories(users)), times, types)
 
     @classmethod
-    def from_histories(cls, histories: Sequence[Sequence[int] | np.ndarray]) -> Query:
-        """Anonymous users described only by their histories."""
+    def from_histories(
+        cls,
+        histories: Sequence[Sequence[int] | np.ndarray],
+        event_types: Sequence[Sequence[str] | np.ndarray] | None = None,
+    ) -> Query:
+        """Anonymous users described only by their histories (and optionally the event type
+        of each history event)."""
         return cls(
             np.full(len(histories), UNKNOWN, dtype=np.int64),
             tuple(np.asarray(h) for h in histories),
+            event_types=None
+            if event_types is None
+            else tuple(np.asarray(t, dtype=object) for t in event_types),
         )
 
     def history_matrix(self, n_items: int) -> Any:

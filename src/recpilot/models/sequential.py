@@ -17,8 +17,9 @@ encoder (`_hidden`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
@@ -33,6 +34,7 @@ from recpilot.errors import ArtifactError, DataError
 from recpilot.models.base import Query, Recommender
 from recpilot.models.nn.bert4rec import BERT4Rec, BERT4RecModuleConfig, mask_positions
 from recpilot.models.nn.embeddings import HybridItemEmbedding, ItemEmbedding
+from recpilot.models.nn.freshness import NEVER, ItemFreshness
 from recpilot.models.nn.hstu import HSTU, HSTUModuleConfig
 from recpilot.models.nn.losses import (
     FullSoftmaxLoss,
@@ -50,6 +52,8 @@ from recpilot.types import FloatArray, IntArray
 logger = logging.getLogger(__name__)
 
 PRIOR = "item_log_prior"
+#: weights-file entry of the event types a model reads: UTF-8 JSON list of names (uint8)
+EVENT_TYPES = "event_type_vocab"
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -91,9 +95,10 @@ def sequence_loss(module: SASRec, loss: Loss, batch: SequenceBatch) -> torch.Ten
     Args:
         module: the model.
         loss: ``(hidden (N, D), targets (N,), item_weight (I, D))`` → scalar.
-        batch: right-padded sequences with targets.
+        batch: right-padded sequences with targets (and event types, when the model reads
+            them).
     """
-    hidden = module(batch.tokens, batch.lengths)  # (B, L, D)
+    hidden = module(batch.tokens, batch.lengths, batch.event_types)  # (B, L, D)
     has_target = batch.targets >= 0  # (B, L)
     return loss(hidden[has_target], batch.targets[has_target], module.item_weight())  # (N, D)
 
@@ -105,21 +110,94 @@ def _items(module: nn.Module) -> ItemEmbedding:
     return items
 
 
+def first_seen_times(data: Interactions) -> IntArray:
+    """``(I,)`` int64 time of each item's first event in ``data`` (`NEVER` for none)."""
+    first = np.full(data.n_items, NEVER, dtype=np.int64)
+    np.minimum.at(first, data.item_idx, data.timestamp.astype(np.int64))
+    return first
+
+
+def _freshness(module: nn.Module) -> ItemFreshness | None:
+    """The module's item-age bias (``freshness``), or None when it has none."""
+    fresh = getattr(module, "freshness", None)
+    return fresh if isinstance(fresh, ItemFreshness) else None
+
+
+def text_only_weight(items: HybridItemEmbedding) -> torch.Tensor:
+    """``(I, D)`` hybrid item vectors without their ID part (unknown-ID vector + text)."""
+    text: torch.Tensor = items.text
+    return items.unknown_id + items.text_proj(text[1:])
+
+
 def module_device(module: nn.Module) -> torch.device:
     """Where the module's parameters are (the device its inputs must be on)."""
     return next(module.parameters()).device
 
 
+def _packed(types: list[np.ndarray] | None, tokens: torch.Tensor) -> torch.Tensor | None:
+    """Event-type codes laid out like ``tokens`` (from `pack_right`), on its device."""
+    if types is None:
+        return None
+    return pack_times(types, tokens.shape[1]).to(tokens.device)
+
+
 _C = TypeVar("_C")
 
 
-def module_config_from(config: Any, config_class: type[_C], n_items: int) -> _C:
-    """An architecture dataclass whose fields (besides ``n_items``) are read from the model
-    config's fields of the same names — one mapping for every sequence model."""
+def module_config_from(
+    config: Any, config_class: type[_C], n_items: int, n_event_types: int = 0
+) -> _C:
+    """An architecture dataclass whose fields (besides ``n_items`` and ``n_event_types``, which
+    come from the data) are read from the model config's fields of the same names — one
+    mapping for every sequence model."""
     dataclass_type: Any = config_class
-    names = [f.name for f in dataclasses.fields(dataclass_type) if f.name != "n_items"]
-    built: _C = dataclass_type(n_items=n_items, **{name: getattr(config, name) for name in names})
+    learned = {"n_items", "n_event_types"}
+    names = [f.name for f in dataclasses.fields(dataclass_type) if f.name not in learned]
+    built: _C = dataclass_type(
+        n_items=n_items,
+        n_event_types=n_event_types,
+        **{name: getattr(config, name) for name in names},
+    )
     return built
+
+
+def learn_event_types(data: Interactions, setting: bool | None) -> tuple[str, ...] | None:
+    """The event types a model reads, in code order (code ``j + 1`` is ``types[j]``).
+
+    Args:
+        data: the training events.
+        setting: the config's ``event_types``: True / False, or None (on when ``data`` has
+            more than one event type).
+
+    Returns:
+        The names of the event types present in ``data``, or None when the model reads none.
+    """
+    if setting is False:
+        return None
+    present = np.unique(data.event_type)
+    if setting is None and len(present) < 2:
+        return None
+    return tuple(str(data.event_types[c]) for c in present)
+
+
+def event_type_codes(vocabulary: Sequence[str], names: Sequence[np.ndarray]) -> list[IntArray]:
+    """Event type names → a model's codes (``1..n``; -1 for a type it never saw).
+
+    Args:
+        vocabulary: the model's event types (`learn_event_types`).
+        names: per row, the type name of every event.
+
+    Returns:
+        Per row, ``int64`` codes aligned with ``names``.
+    """
+    lengths = [len(t) for t in names]
+    if not sum(lengths):
+        return [np.empty(0, dtype=np.int64) for _ in names]
+    flat = np.concatenate([np.asarray(t, dtype=object) for t in names])
+    uniques, inverse = np.unique(flat.astype(str), return_inverse=True)
+    lookup = {name: code for code, name in enumerate(vocabulary, start=1)}
+    codes = np.fromiter((lookup.get(str(u), -1) for u in uniques), np.int64, len(uniques))
+    return np.split(codes[inverse.reshape(-1)], np.cumsum(lengths)[:-1])
 
 
 class SASRecRecommender(Recommender):
@@ -146,8 +224,12 @@ class SASRecRecommender(Recommender):
         self.module_: nn.Module | None = None
         self.prior_: FloatArray | None = None
         self.training_: TrainingResult | None = None
+        #: event types the model reads (code ``j + 1`` is ``event_types_[j]``); None: none
+        self.event_types_: tuple[str, ...] | None = None
         #: ``(I, T)`` item text vectors in training-vocabulary order (``text_features``)
         self.text_vectors: FloatArray | None = None
+        #: ``(I,)`` item release / catalogue addition times (``freshness``; `NEVER`: unknown)
+        self.item_times: IntArray | None = None
         #: weights the next fit starts from (`init_from`: transfer from another catalogue)
         self.init_state: dict[str, torch.Tensor] | None = None
 
@@ -155,6 +237,14 @@ class SASRecRecommender(Recommender):
         """Item text vectors ``(I, T)`` in the training data's item order, for
         ``text_features`` (see `recpilot.content.catalogue_vectors`); returns ``self``."""
         self.text_vectors = np.asarray(vectors, dtype=np.float32)
+        return self
+
+    def set_item_times(self, times: np.ndarray) -> Any:
+        """Item release or catalogue addition times ``(I,)`` in the training data's item
+        order and clock (`NEVER` where unknown), for ``freshness``: an item's age counts from
+        the earlier of this time and its first training event (see
+        `recpilot.content.text.item_release_times`); returns ``self``."""
+        self.item_times = np.asarray(times, dtype=np.int64).reshape(-1)
         return self
 
     def init_from(self, other: SASRecRecommender) -> Any:
@@ -170,7 +260,9 @@ class SASRecRecommender(Recommender):
                 f"init_from needs a fitted {type(self).__name__}, got "
                 f"{'an unfitted' if other.module_ is None else 'a'} {type(other).__name__}"
             )
-        catalogue = {"items.table.weight", "items.text", "items.has_id"}  # per-item tables
+        # per-item tables, and the event types (each dataset has its own)
+        catalogue = {"items.table.weight", "items.text", "items.has_id", "types.table.weight"}
+        catalogue |= {"freshness.first_seen", "freshness.clock"}  # this catalogue's item times
         self.init_state = {
             k: v.detach().cpu().clone()
             for k, v in other.module_.state_dict().items()
@@ -179,8 +271,13 @@ class SASRecRecommender(Recommender):
         return self
 
     # -- training --------------------------------------------------------------------------------
+    @property
+    def n_event_types(self) -> int:
+        """Event types the model reads (0: none)."""
+        return len(self.event_types_ or ())
+
     def module_config(self, n_items: int) -> SASRecModuleConfig:
-        return module_config_from(self.config, SASRecModuleConfig, n_items)
+        return module_config_from(self.config, SASRecModuleConfig, n_items, self.n_event_types)
 
     def _make_module(self, n_items: int) -> nn.Module:
         """The untrained module for a catalogue of ``n_items`` (seeded by the caller)."""
@@ -193,6 +290,23 @@ class SASRecRecommender(Recommender):
             if self.config.text_features:
                 assert data is not None
                 self._attach_text(module, self._checked_text(data), data.item_counts() > 0)
+            if self.config.freshness:
+                assert data is not None
+                if isinstance(module, BERT4Rec):
+                    raise DataError(
+                        "freshness needs a next-item model (sasrec, hstu), not bert4rec"
+                    )
+                clock = int(data.timestamp.max()) if len(data) else 0
+                first = first_seen_times(data)
+                if self.item_times is not None:
+                    if self.item_times.shape != (data.n_items,):
+                        raise DataError(
+                            f"{type(self).__name__}: item times must have one entry per "
+                            f"training item, expected ({data.n_items},), got "
+                            f"{self.item_times.shape}"
+                        )
+                    first = np.minimum(first, self.item_times)
+                self._attach_freshness(module, first, clock)
             if self.init_state is not None:
                 own = module.state_dict()
                 bad = [
@@ -235,6 +349,14 @@ class SASRecRecommender(Recommender):
             hybrid.table.weight.copy_(items.table.weight)
         module.items = hybrid
 
+    def _attach_freshness(self, module: nn.Module, first_seen: np.ndarray, clock: int) -> None:
+        """Give the module an `ItemFreshness` head bias (``module.freshness``)."""
+        module.freshness = ItemFreshness(
+            torch.from_numpy(np.asarray(first_seen, dtype=np.int64)),
+            self.config.freshness_buckets,
+            clock,
+        )
+
     @property
     def text_dim(self) -> int | None:
         """Size of the text vectors a fitted hybrid model reads; None when it cannot grow its
@@ -247,12 +369,18 @@ class SASRecRecommender(Recommender):
         text: torch.Tensor = items.text
         return int(text.shape[1])
 
-    def add_items(self, item_ids: list[Any], vectors: np.ndarray) -> IntArray:
+    def add_items(
+        self, item_ids: list[Any], vectors: np.ndarray, added_at: int | None = None
+    ) -> IntArray:
         """Make items recommendable from their text alone, without retraining.
 
         New ids are appended to the vocabulary (zero ID embedding, the given text vector, the
         smallest popularity prior); known ids get their text vector replaced. Needs
         ``text_features``. Returns the items' indices.
+
+        With ``freshness``, an item never seen before is "new" (age ≈ 0) at any query time;
+        ``added_at`` (the catalogue addition time, in the training clock's unit) makes the
+        items not seen yet count as first seen then, so they age from that time on.
         """
         self._check_fitted()
         assert self.module_ is not None and self.prior_ is not None and self.items_ is not None
@@ -281,14 +409,49 @@ class SASRecRecommender(Recommender):
             ) from exc
         idx = vocab.index(list(item_ids))
         grow = len(vocab) - old_n
+        fresh = _freshness(self.module_)
         if grow:
             items.add_items(torch.zeros(grow, vecs.shape[1]))
+            if fresh is not None:
+                fresh.add_items(torch.full((grow,), NEVER, dtype=torch.int64))
             self.prior_ = np.concatenate(
                 [self.prior_, np.full(grow, self.prior_.min(), dtype=np.float32)]
             )
         items.set_text(torch.as_tensor(np.array(idx)), vecs)
         self.items_ = vocab
+        if fresh is not None and added_at is not None:
+            self.observe_items(idx, np.full(len(idx), int(added_at), dtype=np.int64))
         return idx
+
+    def observe_items(self, items: np.ndarray, first_seen: np.ndarray) -> None:
+        """Record when items the model has not seen yet were first seen or added to the
+        catalogue (``freshness``), e.g. from the events logged since training.
+
+        Items seen earlier keep their time; the model's clock (the query time of a query
+        without later events) moves to the latest time recorded. Without ``freshness`` this
+        does nothing.
+
+        Args:
+            items: ``(n,)`` item indices.
+            first_seen: ``(n,)`` their first-seen (or catalogue addition) times, in the
+                training clock's unit.
+        """
+        self._check_fitted()
+        assert self.module_ is not None
+        fresh = _freshness(self.module_)
+        if fresh is None:
+            return
+        rows = torch.tensor(np.asarray(items, dtype=np.int64).reshape(-1))
+        times = torch.tensor(np.asarray(first_seen, dtype=np.int64).reshape(-1))
+        if len(rows) != len(times) or (
+            len(rows) and not 0 <= int(rows.min()) <= int(rows.max()) < fresh.n_items
+        ):
+            raise DataError(
+                f"observe_items: need one time per item index in [0, {fresh.n_items}), got "
+                f"{len(rows)} indices and {len(times)} times"
+            )
+        new = fresh.first_seen[rows] > times  # an earlier first sighting stands
+        fresh.set_first_seen(rows[new], times[new])
 
     def _input_len(self) -> int:
         """Input positions per training sample (the batcher's ``max_len``)."""
@@ -297,10 +460,69 @@ class SASRecRecommender(Recommender):
     def _batch_loss(self, module: nn.Module, loss: Loss, batch: SequenceBatch) -> torch.Tensor:
         """Scalar training loss of one batch (SASRec: next item at every position)."""
         assert isinstance(module, SASRec)
-        return sequence_loss(module, loss, batch)
+        if _freshness(module) is None:
+            return sequence_loss(module, loss, batch)
+        hidden = module(batch.tokens, batch.lengths, batch.event_types)  # (B, L, D)
+        return self._head_loss(module, loss, hidden, batch)
+
+    def _head_loss(
+        self, module: nn.Module, loss: Loss, hidden: torch.Tensor, batch: SequenceBatch
+    ) -> torch.Tensor:
+        """The next-item loss of every position with a target, from ``(B, L, D)`` outputs.
+
+        With ``freshness`` the full softmax takes the item-age bias, each position's query
+        time being its input event's time (items first seen at or after it are "new").
+        """
+        has_target = batch.targets >= 0  # (B, L)
+        targets = batch.targets[has_target]  # (N,)
+        fresh = _freshness(module)
+        if fresh is None:
+            return loss(hidden[has_target], targets, _items(module).item_weight)
+        if batch.timestamps is None:
+            raise DataError("freshness needs event times in the training batches")
+        items = _items(module)
+        assert isinstance(items, HybridItemEmbedding)
+        return fresh.loss(
+            hidden[has_target],
+            targets,
+            items.item_weight,
+            text_only_weight(items),
+            batch.timestamps[has_target],
+        )
+
+    def _head_logits(
+        self, module: nn.Module, hidden: torch.Tensor, times: list[np.ndarray] | None
+    ) -> torch.Tensor:
+        """``(b, I)`` scores of ``b`` query vectors; with ``freshness`` the query time of a row
+        is the later of its last history event's time and the model's clock (the last training
+        event, or the latest time `observe_items` recorded): a model is queried after what it
+        knows. ``text_only_boost`` is added to the items known from their text alone."""
+        items = _items(module)
+        fresh = _freshness(module)
+        if fresh is None:
+            logits = items.logits(hidden)
+        else:
+            assert isinstance(items, HybridItemEmbedding)
+            clock = int(fresh.clock)
+            now = torch.full((len(hidden),), clock, dtype=torch.int64)
+            if times is not None:
+                for row, t in enumerate(times):
+                    if len(t):
+                        now[row] = max(clock, int(t[-1]))
+            now = now.to(hidden.device)
+            logits = fresh.logits(hidden, items.item_weight, text_only_weight(items), now)
+        boost = self.config.text_only_boost
+        if boost and isinstance(items, HybridItemEmbedding):
+            has_id: torch.Tensor = items.has_id
+            logits = logits + torch.where(has_id[1:], 0.0, boost).to(logits.dtype)
+        return logits
 
     def _hidden(
-        self, module: nn.Module, histories: list[np.ndarray], times: list[np.ndarray] | None
+        self,
+        module: nn.Module,
+        histories: list[np.ndarray],
+        times: list[np.ndarray] | None,
+        types: list[np.ndarray] | None = None,
     ) -> torch.Tensor:
         """``(b, D)`` next-item query vectors of ``b`` non-empty histories (inference mode).
 
@@ -308,31 +530,50 @@ class SASRecRecommender(Recommender):
             module: the trained module.
             histories: item indices per row, in time order.
             times: event times aligned with ``histories``, or None when unknown.
+            types: the model's event-type codes aligned with ``histories`` (see
+                `event_type_codes`), or None when unknown.
         """
         assert isinstance(module, SASRec)
         tokens, lens = pack_right(histories, self._input_len())
         device = module_device(module)
-        return module.last_hidden(tokens.to(device), lens.to(device))
+        return module.last_hidden(tokens.to(device), lens.to(device), _packed(types, tokens))
 
     def _fit(self, data: Interactions, validation: EvalSet | None = None) -> None:
         cfg = self.config
+        self.event_types_ = learn_event_types(data, cfg.event_types)
         module = self._build_module(data.n_items, data)
+        codes = None
+        if self.event_types_ is not None:
+            lut = np.zeros(len(data.event_types), dtype=np.int64)
+            lut[[data.event_types.index(t) for t in self.event_types_]] = np.arange(
+                1, len(self.event_types_) + 1
+            )
+            codes = lut[data.event_type]  # (N,) the model's codes, 1..n
         batcher = SequenceBatcher(
-            data, self._input_len(), cfg.training.batch_size, cfg.training.length_bucketing
+            data,
+            self._input_len(),
+            cfg.training.batch_size,
+            cfg.training.length_bucketing,
+            event_types=codes,
+            pad_multiple=cfg.training.pad_multiple,
         )
         if batcher.n_sequences == 0:
             raise DataError(
                 f"{type(self).__name__} needs users with at least 2 events to learn from, the "
                 "training data has none"
             )
+        fresh = _freshness(module)
+        if fresh is not None:
+            self._init_freshness(fresh, data, batcher)
         loss = make_loss(cfg, data)
         logger.info(
-            "%s: %d sequences, %d targets per epoch, %d parameters, loss %s",
+            "%s: %d sequences, %d targets per epoch, %d parameters, loss %s, event types %s",
             self.name,
             batcher.n_sequences,
             batcher.n_targets,
             sum(p.numel() for p in module.parameters()),
             cfg.loss,
+            "off" if self.event_types_ is None else list(self.event_types_),
         )
         self.module_ = module
         self.prior_ = log_prior(data)
@@ -344,6 +585,27 @@ class SASRecRecommender(Recommender):
                 batcher, lambda batch: self._batch_loss(module, loss, batch), validate
             )
         module.eval()
+
+    def _init_freshness(
+        self, fresh: ItemFreshness, data: Interactions, batcher: SequenceBatcher
+    ) -> None:
+        """Start the item-age bias from the statistics of (up to 20,000 of) the positions the
+        batcher trains on: query time = input event time, target = next event."""
+        inputs = np.concatenate(
+            [np.arange(s, s + n) for s, n in zip(batcher.starts, batcher.lengths, strict=True)]
+        )
+        if len(inputs) > 20_000:
+            rng = np.random.default_rng(self.config.seed)
+            inputs = rng.choice(inputs, 20_000, replace=False)
+        times = torch.from_numpy(data.timestamp[inputs].astype(np.int64))
+        targets = torch.from_numpy(data.item_idx[inputs + 1].astype(np.int64))
+        fresh.init_bias(times, targets)
+        logger.info(
+            "%s: item-age bias from %d positions: %s",
+            self.name,
+            len(inputs),
+            np.round(fresh.bias.detach().numpy(), 2).tolist(),
+        )
 
     @contextmanager
     def _provisionally_fitted(self, data: Interactions) -> Iterator[None]:
@@ -380,6 +642,9 @@ class SASRecRecommender(Recommender):
             None
             if validation.history_times is None
             else tuple(validation.history_times[i] for i in order),
+            None
+            if validation.history_event_types is None
+            else tuple(validation.history_event_types[i] for i in order),
         )
 
         def validate() -> dict[str, float]:
@@ -398,6 +663,11 @@ class SASRecRecommender(Recommender):
         times = None
         if query.timestamps is not None:
             times = [t[ok] for t, ok in zip(query.timestamps, known, strict=True)]
+        types = None
+        if self.event_types_ is not None and query.event_types is not None:
+            types = event_type_codes(
+                self.event_types_, [t[ok] for t, ok in zip(query.event_types, known, strict=True)]
+            )
         scores = np.empty((len(query), n_items), dtype=np.float32)
         lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
         scores[lengths == 0] = self.prior_
@@ -416,8 +686,12 @@ class SASRecRecommender(Recommender):
                         module,
                         [histories[r] for r in chunk],
                         None if times is None else [times[r] for r in chunk],
+                        None if types is None else [types[r] for r in chunk],
                     )  # (b, D)
-                    scores[chunk] = _items(module).logits(hidden).float().cpu().numpy()  # (b, I)
+                    logits = self._head_logits(
+                        module, hidden, None if times is None else [times[r] for r in chunk]
+                    )  # (b, I)
+                    scores[chunk] = logits.float().cpu().numpy()
         finally:
             if was_training:
                 module.train()
@@ -428,6 +702,9 @@ class SASRecRecommender(Recommender):
         assert self.module_ is not None and self.prior_ is not None
         state = {k: v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
         state[PRIOR] = self.prior_
+        if self.event_types_ is not None:
+            names = json.dumps(list(self.event_types_)).encode("utf-8")
+            state[EVENT_TYPES] = np.frombuffer(names, dtype=np.uint8).copy()
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -435,6 +712,17 @@ class SASRecRecommender(Recommender):
         if PRIOR not in state:
             raise ArtifactError(f"{type(self).__name__}: the weights file lacks {PRIOR!r}")
         prior = np.asarray(state.pop(PRIOR), dtype=np.float32)
+        # artefacts written before event types were an input have no such entry: no types
+        names = state.pop(EVENT_TYPES, None)
+        self.event_types_ = None
+        if names is not None:
+            try:
+                decoded = json.loads(np.asarray(names, dtype=np.uint8).tobytes().decode("utf-8"))
+            except ValueError as exc:
+                raise ArtifactError(
+                    f"{type(self).__name__}: {EVENT_TYPES!r} is not a JSON list: {exc}"
+                ) from exc
+            self.event_types_ = tuple(str(t) for t in decoded)
         if prior.shape != (self.n_items,):
             raise ArtifactError(
                 f"{type(self).__name__}: {PRIOR!r} has shape {prior.shape}, expected "
@@ -446,6 +734,9 @@ class SASRecRecommender(Recommender):
             # the saved buffers replace these placeholders of the right shapes
             t = np.zeros((self.n_items, np.asarray(text).shape[1]), dtype=np.float32)
             self._attach_text(module, t, np.zeros(self.n_items, dtype=bool))
+        if self.config.freshness and "freshness.first_seen" in state:
+            # placeholders again: the saved first-seen times, clock and bias replace them
+            self._attach_freshness(module, np.zeros(self.n_items, dtype=np.int64), 0)
         try:
             module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
         except RuntimeError as exc:
@@ -472,9 +763,13 @@ def masked_item_loss(
     """
     rest = (batch.targets + 1).clamp_min(0)  # (B, L): target tokens, -1 → padding
     tokens = torch.cat([batch.tokens[:, :1], rest], dim=1)  # (B, L + 1) whole sequences
+    types = None
+    if batch.event_types is not None and batch.target_event_types is not None:
+        types = torch.cat([batch.event_types[:, :1], batch.target_event_types], dim=1)
     lengths = batch.lengths + 1
     masked = mask_positions(lengths, tokens.shape[1], mask_prob)  # (B, L + 1)
-    hidden = module(torch.where(masked, module.mask_token, tokens), lengths)  # (B, L + 1, D)
+    # (the module hides the event type of a masked slot as well)
+    hidden = module(torch.where(masked, module.mask_token, tokens), lengths, types)
     return loss(hidden[masked], tokens[masked] - 1, module.item_weight())
 
 
@@ -490,7 +785,7 @@ class BERT4RecRecommender(SASRecRecommender):
     config: BERT4RecConfig
 
     def module_config(self, n_items: int) -> BERT4RecModuleConfig:  # type: ignore[override]
-        return module_config_from(self.config, BERT4RecModuleConfig, n_items)
+        return module_config_from(self.config, BERT4RecModuleConfig, n_items, self.n_event_types)
 
     def _make_module(self, n_items: int) -> nn.Module:
         return BERT4Rec(self.module_config(n_items))
@@ -503,12 +798,16 @@ class BERT4RecRecommender(SASRecRecommender):
         return masked_item_loss(module, loss, batch, self.config.mask_prob)
 
     def _hidden(
-        self, module: nn.Module, histories: list[np.ndarray], times: list[np.ndarray] | None
+        self,
+        module: nn.Module,
+        histories: list[np.ndarray],
+        times: list[np.ndarray] | None,
+        types: list[np.ndarray] | None = None,
     ) -> torch.Tensor:
         assert isinstance(module, BERT4Rec)
         tokens, lens = pack_right(histories, self._input_len())
         device = module_device(module)
-        return module.last_hidden(tokens.to(device), lens.to(device))
+        return module.last_hidden(tokens.to(device), lens.to(device), _packed(types, tokens))
 
 
 class HSTURecommender(SASRecRecommender):
@@ -525,7 +824,7 @@ class HSTURecommender(SASRecRecommender):
     config: HSTUConfig
 
     def module_config(self, n_items: int) -> HSTUModuleConfig:  # type: ignore[override]
-        return module_config_from(self.config, HSTUModuleConfig, n_items)
+        return module_config_from(self.config, HSTUModuleConfig, n_items, self.n_event_types)
 
     def _make_module(self, n_items: int) -> nn.Module:
         return HSTU(self.module_config(n_items))
@@ -537,17 +836,23 @@ class HSTURecommender(SASRecRecommender):
         if times is not None and p > 0:
             hide = torch.rand(len(batch), device=batch.tokens.device) < p  # (B,)
             times = torch.where(hide[:, None], -1, times)
-        hidden = module(batch.tokens, batch.lengths, times)  # (B, L, D)
-        has_target = batch.targets >= 0
-        return loss(hidden[has_target], batch.targets[has_target], module.item_weight())
+        hidden = module(batch.tokens, batch.lengths, times, batch.event_types)  # (B, L, D)
+        return self._head_loss(module, loss, hidden, batch)
 
     def _hidden(
-        self, module: nn.Module, histories: list[np.ndarray], times: list[np.ndarray] | None
+        self,
+        module: nn.Module,
+        histories: list[np.ndarray],
+        times: list[np.ndarray] | None,
+        types: list[np.ndarray] | None = None,
     ) -> torch.Tensor:
         assert isinstance(module, HSTU)
         tokens, lens = pack_right(histories, self.config.max_len)
         stamps = None if times is None else pack_times(times, self.config.max_len)
         device = module_device(module)
         return module.last_hidden(
-            tokens.to(device), lens.to(device), None if stamps is None else stamps.to(device)
+            tokens.to(device),
+            lens.to(device),
+            None if stamps is None else stamps.to(device),
+            _packed(types, tokens),
         )

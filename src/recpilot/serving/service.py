@@ -985,7 +985,8 @@ class RecService:
                     self.user_scores.put(user_key[0], served.model, user_key[1], found)
             rec_idx, rec_scores = retriever.recommend(hist, k, blocked, found)
         else:
-            scores = self._scores(served, hist, user_key)
+            types = [e.event_type for e, _ in known]
+            scores = self._scores(served, hist, user_key, types)
             ids, scores = top_k(
                 scores[None], k, exclude=[hist] if exclude_seen else None, candidates=candidates
             )
@@ -996,14 +997,20 @@ class RecService:
         return self._explain(served, snap, known, rec_idx, rec_scores)
 
     def _scores(
-        self, served: ServedModel, hist: np.ndarray, user_key: tuple[str, object] | None
+        self,
+        served: ServedModel,
+        hist: np.ndarray,
+        user_key: tuple[str, object] | None,
+        event_types: list[str] | None = None,
     ) -> np.ndarray:
-        """``(I,)`` model scores of a history; reused while a stored history is unchanged."""
+        """``(I,)`` model scores of a history (and its events' types, read by sequence models
+        trained with them); reused while a stored history is unchanged."""
         if user_key is not None:
             row = self.user_scores.get(user_key[0], served.model, user_key[1])
             if isinstance(row, np.ndarray):
                 return row
-        row = served.model.score(Query.from_histories([hist]))[0]
+        types = None if event_types is None else [event_types]
+        row = served.model.score(Query.from_histories([hist], event_types=types))[0]
         if user_key is not None:
             self.user_scores.put(user_key[0], served.model, user_key[1], row)
         return row
@@ -1107,7 +1114,8 @@ class RecService:
         space = self._item_space(served, view, snap)
         pipeline = self._pipeline(served, view, name, policy, space)
         hist = np.asarray([i for _, i in known], dtype=np.int64)
-        scores = self._scores(served, hist, user_key).copy()  # the stages may write to it
+        types = [e.event_type for e, _ in known]
+        scores = self._scores(served, hist, user_key, types).copy()  # the stages may write to it
         blocked = view.blocked(category, hist if exclude_seen else None)
         # seeded by the request id: a logged list can be reproduced from its id
         rng = np.random.default_rng(int(request_id[:16], 16))

@@ -23,8 +23,10 @@ from recpilot.models.nn.embeddings import (
     PAD,
     ItemEmbedding,
     PositionEmbedding,
+    event_type_vectors,
     positions_from_end,
     positions_from_start,
+    sequence_type_embedding,
 )
 
 
@@ -42,6 +44,8 @@ class BERT4RecModuleConfig:
         dropout: dropout on embeddings and residual branches.
         attn_dropout: dropout on attention weights.
         positions: ``"from_end"`` (0 = last slot) or ``"from_start"`` (0 = oldest).
+        n_event_types: event types whose learned vector is added to each event's item vector
+            (0: none); a ``[MASK]`` slot gets the padding type (its event is not known).
     """
 
     n_items: int
@@ -53,6 +57,7 @@ class BERT4RecModuleConfig:
     dropout: float = 0.2
     attn_dropout: float = 0.0
     positions: Literal["from_end", "from_start"] = "from_end"
+    n_event_types: int = 0
 
 
 def mask_positions(
@@ -104,9 +109,14 @@ class BERT4Rec(nn.Module):
         )
         self.ln_f = nn.LayerNorm(d)
         init_gpt2_weights(self, config.n_layers)
+        # made last: a model without event types draws the same initial weights as before
+        self.types = sequence_type_embedding(config.n_event_types, d)
 
-    def embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` tokens (``I + 1`` = ``[MASK]``) → ``(B, L, D)`` embeddings with dropout."""
+    def embed(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, types: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B, L)`` tokens (``I + 1`` = ``[MASK]``) → ``(B, L, D)`` embeddings with dropout;
+        ``types``: event-type codes (``[MASK]`` slots get the padding code 0), or None."""
         L = tokens.shape[1]
         if self.config.max_len < L:
             raise ValueError(f"sequence length {L} exceeds max_len {self.config.max_len}")
@@ -117,31 +127,43 @@ class BERT4Rec(nn.Module):
             pos = positions_from_end(lengths, L)
         else:
             pos = positions_from_start(lengths, L)
-        return self.dropout(x + self.positions(pos))
+        x = x + self.positions(pos)
+        if self.types is not None:
+            if types is not None:
+                types = torch.where(is_mask, PAD, types)  # the masked event's type is hidden too
+            x = x + event_type_vectors(self.types, types, tokens)
+        return self.dropout(x)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, types: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Hidden state of every slot, each having seen the whole row (padding excluded).
 
         Args:
             tokens: ``(B, L)`` right-padded tokens (item index + 1; 0 = padding; ``I + 1`` =
                 ``[MASK]``).
             lengths: ``(B,)`` real slots per row.
+            types: ``(B, L)`` event-type codes (0 = padding), or None (unknown); ignored by a
+                model without event types.
 
         Returns:
             ``(B, L, D)``.
         """
-        x = self.embed(tokens, lengths)  # (B, L, D)
+        x = self.embed(tokens, lengths, types)  # (B, L, D)
         keys = (tokens != PAD)[:, None, None, :]  # (B, 1, 1, L): never attend to padding
         for block in self.blocks:
             x = block(x, keys)
         return self.ln_f(x)
 
-    def last_hidden(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def last_hidden(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, types: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Next-item query: append ``[MASK]`` after each history and read its output.
 
         Args:
             tokens: ``(B, L)`` right-padded history tokens, ``L <= max_len - 1``.
             lengths: ``(B,)`` history lengths (``>= 1``).
+            types: ``(B, L)`` event-type codes of the history, or None (unknown).
 
         Returns:
             ``(B, D)``.
@@ -150,7 +172,9 @@ class BERT4Rec(nn.Module):
         rows = torch.arange(B, device=tokens.device)
         padded = torch.cat([tokens, tokens.new_zeros(B, 1)], dim=1)  # (B, L + 1)
         padded[rows, lengths] = self.mask_token
-        hidden = self(padded, lengths + 1)  # (B, L + 1, D)
+        if types is not None:
+            types = torch.cat([types, types.new_zeros(B, 1)], dim=1)  # (B, L + 1)
+        hidden = self(padded, lengths + 1, types)  # (B, L + 1, D)
         return hidden[rows, lengths]
 
     def item_weight(self) -> torch.Tensor:

@@ -186,6 +186,36 @@ class EventTypeEmbedding(nn.Module):
         return self.table(torch.where(known, types, self.n_types))
 
 
+def sequence_type_embedding(n_event_types: int, d_model: int) -> EventTypeEmbedding | None:
+    """The event-type table of a sequence model, or None when it reads no event types.
+
+    Codes (see `event_type_vectors`): 0 is padding (and BERT4Rec's ``[MASK]`` slot, whose
+    event is not known yet), ``1 .. n_event_types`` the types learned at fit time, anything
+    else (e.g. -1) "unknown" — a type never seen in training, or a query without types.
+    """
+    return EventTypeEmbedding(n_event_types + 1, d_model) if n_event_types > 0 else None
+
+
+def event_type_vectors(
+    table: EventTypeEmbedding, types: torch.Tensor | None, tokens: torch.Tensor
+) -> torch.Tensor:
+    """``(B, L, D)`` event-type vectors to add to the item vectors.
+
+    Args:
+        table: the model's `sequence_type_embedding`.
+        types: ``(B, L)`` int64 codes aligned with ``tokens`` (0 = padding, ``1..n`` known,
+            other values unknown), or None: every slot unknown.
+        tokens: ``(B, L)`` the item tokens (shape and device of the codes).
+    """
+    if types is None:
+        types = torch.full_like(tokens, -1)
+    if types.shape != tokens.shape:
+        raise ValueError(
+            f"event types {tuple(types.shape)} do not match the tokens {tuple(tokens.shape)}"
+        )
+    return table(types)
+
+
 class HybridItemEmbedding(ItemEmbedding):
     """Item vectors from an ID table plus a learned projection of fixed text vectors.
 

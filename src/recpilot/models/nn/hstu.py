@@ -27,7 +27,9 @@ from recpilot.models.nn.blocks import Dropout
 from recpilot.models.nn.embeddings import (
     ItemEmbedding,
     PositionEmbedding,
+    event_type_vectors,
     positions_from_end,
+    sequence_type_embedding,
     time_gap_buckets,
 )
 
@@ -45,6 +47,8 @@ class HSTUModuleConfig:
         dropout: dropout on embeddings and block outputs.
         time_buckets: log-2 buckets of time gaps in the relative bias (0: no time bias).
         position_bias: learn a relative position bias.
+        n_event_types: event types whose learned vector is added to each event's item vector
+            (0: the model reads no event types).
     """
 
     n_items: int
@@ -55,6 +59,7 @@ class HSTUModuleConfig:
     dropout: float = 0.2
     time_buckets: int = 32
     position_bias: bool = True
+    n_event_types: int = 0
 
 
 def hstu_attention(
@@ -78,7 +83,41 @@ def hstu_attention(
         scores.add_(bias)  # in place: the product's backward needs q and k, not its output
     # one multiply by a (L, L) mask that is 1/n on and below the diagonal and 0 above it, in
     # place of a masked fill and a division (each a pass over the B·H·L² weights)
-    weights = F.silu(scores) * causal_scale(L, n, q.device, q.dtype)  # (B, H, L, L)
+    scale = causal_scale(L, n, q.device, q.dtype)
+    if torch.is_grad_enabled() and scores.requires_grad:
+        weights = F.silu(scores) * scale  # (B, H, L, L)
+    else:  # inference: no autograd graph, so the weights overwrite the scores
+        weights = F.silu(scores, inplace=True).mul_(scale)
+    return weights @ v
+
+
+def hstu_attention_at(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None,
+    index: torch.Tensor,
+    n: float,
+) -> torch.Tensor:
+    """`hstu_attention` for one query position per row (inference: the last event).
+
+    Args:
+        q: ``(B, H, 1, d)`` the query at position ``index[b]``.
+        k: ``(B, H, L, d)`` keys.
+        v: ``(B, H, L, d)`` values.
+        bias: ``(B, H | 1, 1, L)`` the bias row of that query, or None.
+        index: ``(B,)`` the query positions; keys after them are ignored.
+        n: normaliser.
+
+    Returns:
+        ``(B, H, 1, d)``.
+    """
+    L = k.shape[2]
+    scores = q @ k.transpose(-1, -2)  # (B, H, 1, L)
+    if bias is not None:
+        scores = scores + bias
+    visible = torch.arange(L, device=q.device)[None, :] <= index[:, None]  # (B, L)
+    weights = F.silu(scores) * (visible.to(q.dtype) / n)[:, None, None, :]
     return weights @ v
 
 
@@ -128,6 +167,29 @@ class RelativeBias(nn.Module):
             bias = self.position[rel].permute(2, 0, 1)[None]  # (1, H, L, L)
         if self.time is not None and time_index is not None:
             t = self.time[time_index].permute(0, 3, 1, 2)  # (B, H, L, L)
+            bias = t if bias is None else bias + t
+        return bias
+
+    def row(
+        self, seq_len: int, index: torch.Tensor, time_row: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """The bias row of query position ``index[b]`` (what `forward` gives at that row).
+
+        Args:
+            seq_len: ``L``.
+            index: ``(B,)`` query positions.
+            time_row: ``(B, L)`` that row of the time index, or None.
+
+        Returns:
+            ``(B, H, 1, L)`` or None when the block has no bias.
+        """
+        bias: torch.Tensor | None = None
+        if self.position is not None:
+            slots = torch.arange(seq_len, device=index.device)
+            rel = (index[:, None] - slots[None, :]).clamp(0, self.max_len - 1)  # (B, L)
+            bias = self.position[rel].permute(0, 2, 1)[:, :, None, :]  # (B, H, 1, L)
+        if self.time is not None and time_row is not None:
+            t = self.time[time_row].permute(0, 2, 1)[:, :, None, :]  # (B, H, 1, L)
             bias = t if bias is None else bias + t
         return bias
 
@@ -201,9 +263,52 @@ class HSTUBlock(nn.Module):
         a = a.to(x.dtype).transpose(1, 2).reshape(B, L, D)  # (B, L, D)
         return x + self.dropout(self.f2(self.ln_attn(a) * u))
 
+    def forward_at(
+        self, x: torch.Tensor, index: torch.Tensor, time_idx: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``forward(x, time_idx)[arange(B), index]`` without computing the other positions'
+        queries and outputs (inference: the last block at the last event).
+
+        Args:
+            x: ``(B, L, D)``.
+            index: ``(B,)`` position per row.
+            time_idx: ``(B, L, L)`` from `time_index`, or None.
+
+        Returns:
+            ``(B, D)``; dropout is off at inference.
+        """
+        B, L, D = x.shape
+        H = self.n_heads
+        rows = torch.arange(B, device=x.device)
+        w, b = self.f1.weight, self.f1.bias  # (4D, D), (4D,): u, v, q, k
+        h = self.ln_in(x)  # (B, L, D)
+        uq = F.silu(
+            F.linear(
+                h[rows, index],
+                torch.cat([w[:D], w[2 * D : 3 * D]]),
+                torch.cat([b[:D], b[2 * D : 3 * D]]),
+            )
+        )  # (B, 2D)
+        u, q = uq.split(D, dim=1)  # 2 × (B, D)
+        kv = F.silu(
+            F.linear(
+                h, torch.cat([w[D : 2 * D], w[3 * D :]]), torch.cat([b[D : 2 * D], b[3 * D :]])
+            )
+        )  # (B, L, 2D)
+        v, k = kv.split(D, dim=2)  # 2 × (B, L, D)
+        q = q.view(B, 1, H, D // H).transpose(1, 2)  # (B, H, 1, D/H)
+        k = k.reshape(B, L, H, D // H).transpose(1, 2)  # (B, H, L, D/H)
+        v = v.reshape(B, L, H, D // H).transpose(1, 2)
+        bias = self.rab.row(L, index, None if time_idx is None else time_idx[rows, index])
+        with torch.autocast(x.device.type, enabled=False):
+            a = hstu_attention_at(q.float(), k.float(), v.float(), bias, index, float(self.max_len))
+        a = a.to(x.dtype).reshape(B, D)  # (B, D)
+        return x[rows, index] + self.f2(self.ln_attn(a) * u)
+
 
 class HSTU(nn.Module):
-    """Item and position embeddings → causal HSTU blocks → final LayerNorm → tied head."""
+    """Item, position (and event-type) embeddings → causal HSTU blocks → final LayerNorm →
+    tied head."""
 
     def __init__(self, config: HSTUModuleConfig) -> None:
         super().__init__()
@@ -232,9 +337,15 @@ class HSTU(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
+        # made last: a model without event types draws the same initial weights as before
+        self.types = sequence_type_embedding(config.n_event_types, d)
 
     def forward(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, timestamps: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        timestamps: torch.Tensor | None = None,
+        types: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden state after every position.
 
@@ -243,28 +354,52 @@ class HSTU(nn.Module):
             lengths: ``(B,)`` real events per row.
             timestamps: ``(B, L)`` int64 event times (any unit, negative = unknown; padding
                 slots ignored), or None when unknown.
+            types: ``(B, L)`` event-type codes (see `event_type_vectors`), or None (unknown);
+                ignored by a model without event types.
 
         Returns:
-            ``(B, L, D)``; position ``t`` has seen tokens (and times) ``0..t`` only.
+            ``(B, L, D)``; position ``t`` has seen tokens (and times, types) ``0..t`` only.
         """
-        B, L = tokens.shape
-        if self.config.max_len < L:
-            raise ValueError(f"sequence length {L} exceeds max_len {self.config.max_len}")
-        x = self.items(tokens) + self.positions(positions_from_end(lengths, L))
-        x = self.dropout(x)  # (B, L, D)
-        t_idx = None
-        if self.config.time_buckets:
-            t_idx = time_index(timestamps, B, L, self.config.time_buckets, tokens.device)
+        x, t_idx = self._embed(tokens, lengths, timestamps, types)  # (B, L, D)
         for block in self.blocks:
             x = block(x, t_idx)
         return self.ln_f(x)
 
+    def _embed(
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        timestamps: torch.Tensor | None,
+        types: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The blocks' input ``(B, L, D)`` and the time-bias index (None without one)."""
+        B, L = tokens.shape
+        if self.config.max_len < L:
+            raise ValueError(f"sequence length {L} exceeds max_len {self.config.max_len}")
+        x = self.items(tokens) + self.positions(positions_from_end(lengths, L))
+        if self.types is not None:
+            x = x + event_type_vectors(self.types, types, tokens)
+        x = self.dropout(x)  # (B, L, D)
+        t_idx = None
+        if self.config.time_buckets:
+            t_idx = time_index(timestamps, B, L, self.config.time_buckets, tokens.device)
+        return x, t_idx
+
     def last_hidden(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, timestamps: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        timestamps: torch.Tensor | None = None,
+        types: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``(B, D)`` hidden state after each row's last real event (see `forward`)."""
-        hidden = self(tokens, lengths, timestamps)  # (B, L, D)
-        return hidden[torch.arange(len(lengths), device=tokens.device), lengths - 1]
+        """``(B, D)`` hidden state after each row's last real event (see `forward`); the last
+        block computes that position only."""
+        x, t_idx = self._embed(tokens, lengths, timestamps, types)  # (B, L, D)
+        for block in self.blocks[:-1]:
+            x = block(x, t_idx)
+        last = self.blocks[-1]
+        assert isinstance(last, HSTUBlock)
+        return self.ln_f(last.forward_at(x, lengths - 1, t_idx))  # (B, D)
 
     def item_weight(self) -> torch.Tensor:
         """``(I, D)`` item vectors of the tied output head."""

@@ -80,6 +80,10 @@ class InBatchSampler:
         return targets[pick], self.log_p.to(targets.device) + math.log(k)
 
 
+#: bf16 chunks are padded to a multiple of this many rows (few distinct shapes, see below)
+BF16_ROWS = 128
+
+
 class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
     """Mean softmax cross-entropy whose gradients are computed chunk by chunk in the forward.
 
@@ -114,24 +118,30 @@ class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
             h = h_all[lo : lo + chunk_size]  # (n, D)
             t = targets[lo : lo + chunk_size]  # (n,)
             rows = torch.arange(len(t), device=dev)
+            if bf16 and len(t) % BF16_ROWS:
+                # zero rows up to a multiple of BF16_ROWS: oneDNN caches one bf16 kernel per
+                # matrix shape, and a new row count every batch (the last chunk) grew the
+                # process by ~1 GB over a long run; zero rows add nothing to grad_w below
+                h = F.pad(h, (0, 0, 0, BF16_ROWS - len(t) % BF16_ROWS))  # (n', D)
             logits = h @ w.T  # (n, I)
             prob = torch.softmax(logits, dim=1)  # (n, I); one fused pass, one exp per entry
             p_target = prob[rows, t].float()  # (n,)
             log_p = p_target.log()  # (n,)
             tiny = p_target < 1e-30  # underflow: log p from the log-sum-exp there instead
             if tiny.any():
-                lt = logits[tiny].float()
+                lt = logits[: len(t)][tiny].float()
                 log_p[tiny] = lt.gather(1, t[tiny, None]).squeeze(1) - torch.logsumexp(lt, dim=1)
             total -= log_p.sum(dtype=torch.float64)
             if bf16:
                 # d loss_i / d logits_i = prob_i − onehot(t_i); the one-hot part in fp32
-                grad_h[lo : lo + chunk_size] = (prob @ w).float() - w32[t]  # (n, D)
+                grad_h[lo : lo + chunk_size] = (prob @ w)[: len(t)].float() - w32[t]  # (n, D)
                 grad_w += (prob.T @ h).float()  # (I, D)
                 grad_w.index_add_(0, t, h32[lo : lo + chunk_size], alpha=-1.0)
             else:
                 prob[rows, t] -= 1.0  # (n, I) = d loss_i / d logits_i
                 torch.mm(prob, w, out=grad_h[lo : lo + chunk_size])  # (n, D)
                 grad_w.addmm_(prob.T, h)  # (I, D)
+            del logits, prob  # before the next chunk's: one (n, I) pair alive at a time
         ctx.save_for_backward(grad_h, grad_w)
         ctx.n = n
         ctx.dtypes = (hidden.dtype, weight.dtype)

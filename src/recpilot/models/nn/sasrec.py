@@ -22,8 +22,10 @@ from recpilot.models.nn.blocks import (
 from recpilot.models.nn.embeddings import (
     ItemEmbedding,
     PositionEmbedding,
+    event_type_vectors,
     positions_from_end,
     positions_from_start,
+    sequence_type_embedding,
 )
 
 
@@ -42,6 +44,8 @@ class SASRecModuleConfig:
         attn_dropout: dropout on attention weights (0 keeps CPU attention on the fused
             kernel).
         positions: ``"from_end"`` (0 = most recent event) or ``"from_start"`` (0 = oldest).
+        n_event_types: event types whose learned vector is added to each event's item vector
+            (0: the model reads no event types).
     """
 
     n_items: int
@@ -53,10 +57,12 @@ class SASRecModuleConfig:
     dropout: float = 0.2
     attn_dropout: float = 0.0
     positions: Literal["from_end", "from_start"] = "from_end"
+    n_event_types: int = 0
 
 
 class SASRec(nn.Module):
-    """Item and position embeddings → causal pre-LN blocks → final LayerNorm → tied head."""
+    """Item, position (and event-type) embeddings → causal pre-LN blocks → final LayerNorm →
+    tied head."""
 
     def __init__(self, config: SASRecModuleConfig) -> None:
         super().__init__()
@@ -76,9 +82,14 @@ class SASRec(nn.Module):
         )
         self.ln_f = nn.LayerNorm(d)
         init_gpt2_weights(self, config.n_layers)
+        # made last: a model without event types draws the same initial weights as before
+        self.types = sequence_type_embedding(config.n_event_types, d)
 
-    def embed(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Item plus position embeddings, with dropout: ``(B, L)`` tokens → ``(B, L, D)``."""
+    def embed(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, types: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Item plus position (plus event-type) embeddings, with dropout: ``(B, L)`` tokens →
+        ``(B, L, D)``; ``types`` is ignored by a model without event types."""
         L = tokens.shape[1]
         if self.config.max_len < L:
             raise ValueError(f"sequence length {L} exceeds max_len {self.config.max_len}")
@@ -86,34 +97,44 @@ class SASRec(nn.Module):
             pos = positions_from_end(lengths, L)  # (B, L)
         else:
             pos = positions_from_start(lengths, L)
-        return self.dropout(self.items(tokens) + self.positions(pos))  # (B, L, D)
+        x = self.items(tokens) + self.positions(pos)  # (B, L, D)
+        if self.types is not None:
+            x = x + event_type_vectors(self.types, types, tokens)
+        return self.dropout(x)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, types: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Hidden state after every position.
 
         Args:
             tokens: ``(B, L)`` right-padded tokens (item index + 1; 0 = padding), ``L <= max_len``.
             lengths: ``(B,)`` real events per row.
+            types: ``(B, L)`` event-type codes of the inputs (see `event_type_vectors`), or
+                None (unknown); ignored by a model without event types.
 
         Returns:
             ``(B, L, D)``; row ``b``, position ``t < lengths[b]`` has seen tokens ``0..t`` only.
         """
-        x = self.embed(tokens, lengths)  # (B, L, D)
+        x = self.embed(tokens, lengths, types)  # (B, L, D)
         for block in self.blocks:
             x = block(x)  # (B, L, D)
         return self.ln_f(x)  # (B, L, D)
 
-    def last_hidden(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def last_hidden(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, types: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Hidden state after each row's last real event (the next-item query).
 
         Args:
             tokens: ``(B, L)`` right-padded tokens; every row has ``lengths[b] >= 1``.
             lengths: ``(B,)``.
+            types: ``(B, L)`` event-type codes or None (see `forward`).
 
         Returns:
             ``(B, D)``.
         """
-        x = self.embed(tokens, lengths)  # (B, L, D)
+        x = self.embed(tokens, lengths, types)  # (B, L, D)
         for block in self.blocks[:-1]:
             x = block(x)  # (B, L, D)
         # the last block only at the last position: a third of the work of a full pass
