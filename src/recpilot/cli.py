@@ -507,7 +507,7 @@ def serve(
         torch.set_num_threads(settings.torch_threads)
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_gc=True),
         host=settings.host,
         port=settings.port,
         log_level="info" if verbose else "warning",

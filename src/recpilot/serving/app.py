@@ -14,6 +14,7 @@ The web UI (``/ui``, `recpilot.serving.webui`) is served by the same app unless
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import threading
@@ -919,13 +920,20 @@ def metrics(request: Request) -> Response:
 
 
 # -- the app ---------------------------------------------------------------------------------------
-def create_app(settings: ServiceSettings, service: RecService | None = None) -> FastAPI:
+def create_app(
+    settings: ServiceSettings, service: RecService | None = None, freeze_gc: bool = False
+) -> FastAPI:
     """Build the API.
 
     Args:
         settings: service options (limits, keys, store, artefact).
         service: an already started service to serve (tests); by default the lifespan handler
             opens one from ``settings`` at start-up and closes it at shutdown.
+        freeze_gc: after start-up, move every object alive (modules, the model, the
+            catalogue) out of reach of Python's cyclic garbage collector (`gc.freeze`): a full
+            collection then walks only what requests created since, instead of stalling every
+            request in flight for 100-200 ms (measured with a sequence model on ML-1M). For a
+            server process (`recpilot serve`), not for tests that build many apps.
     """
 
     @asynccontextmanager
@@ -933,6 +941,9 @@ def create_app(settings: ServiceSettings, service: RecService | None = None) -> 
         owned = service is None
         if owned:
             app.state.service = await run_in_threadpool(RecService.open, settings)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -124,6 +124,13 @@ class IngestResult:
 
 
 # -- history cache ---------------------------------------------------------------------------------
+#: a cached history: exact tuples ``(item_id, event_type, timestamp)``, oldest first. Plain
+#: tuples of strings and ints are untracked by Python's cyclic garbage collector (named tuples
+#: and dataclasses are not), so thousands of cached histories add nothing to its full
+#: collections, which would otherwise stall every request in flight.
+RawHistory = tuple[tuple[str, str, int], ...]
+
+
 class HistoryCache:
     """Bounded LRU of user histories, safe against a read racing an invalidation.
 
@@ -143,7 +150,7 @@ class HistoryCache:
         self.max_users = max_users
         self.ttl_seconds = ttl_seconds
         self.max_stamps = max_stamps
-        self._entries: OrderedDict[str, tuple[float, tuple[HistoryEvent, ...]]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, RawHistory]] = OrderedDict()
         self._stamps: dict[str, int] = {}
         self._epoch = 0
         self._floor = 0
@@ -154,7 +161,7 @@ class HistoryCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, user_id: str) -> tuple[HistoryEvent, ...] | None:
+    def get(self, user_id: str) -> RawHistory | None:
         with self._lock:
             entry = self._entries.get(user_id)
             if entry is not None and (
@@ -180,7 +187,7 @@ class HistoryCache:
         with self._lock:
             return self._epoch
 
-    def put(self, user_id: str, history: tuple[HistoryEvent, ...], token: int) -> None:
+    def put(self, user_id: str, history: RawHistory, token: int) -> None:
         if self.max_users == 0:
             return
         with self._lock:
@@ -587,17 +594,23 @@ class RecService:
 
     def history(self, user_id: str) -> tuple[HistoryEvent, ...]:
         """The user's latest history (oldest first), from the cache or the store."""
+        return tuple(map(HistoryEvent._make, self._stored_history(user_id)))
+
+    def _stored_history(self, user_id: str) -> RawHistory:
+        """The user's latest history as plain tuples, the object the cache holds (the same
+        object until an event of the user invalidates it)."""
         cached = self.cache.get(user_id)
         if cached is not None:
             return cached
         token = self.cache.token()
-        history = tuple(
-            self.store.user_history(
+        raw = tuple(
+            tuple(e)
+            for e in self.store.user_history(
                 user_id, self.settings.history_limit, self.settings.history_event_types
             )
         )
-        self.cache.put(user_id, history, token)
-        return history
+        self.cache.put(user_id, raw, token)  # type: ignore[arg-type]
+        return raw  # type: ignore[return-value]
 
     # -- users -------------------------------------------------------------------------------------
     def erase_user(self, user_id: str) -> dict[str, int]:
@@ -789,17 +802,17 @@ class RecService:
         Raises:
             UnknownPolicyError: the policy is not defined (the message lists the known ones).
         """
-        history = self.history(user_id)
+        raw = self._stored_history(user_id)
         return self._recommend(
             user_id,
-            list(history),
+            list(map(HistoryEvent._make, raw)),
             k,
             exclude_seen,
             category,
             policy,
             chosen_items,
             chosen_categories,
-            scores_key=history,
+            scores_key=raw,
         )
 
     def recommend_for_history(

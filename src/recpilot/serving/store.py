@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import polars as pl
 from sqlalchemy import (
@@ -87,9 +87,12 @@ class EventRecord:
     session_id: str | None = None
 
 
-@dataclass(frozen=True)
-class HistoryEvent:
-    """One entry of a user's history (oldest first in a history list)."""
+class HistoryEvent(NamedTuple):
+    """One entry of a user's history (oldest first in a history list).
+
+    A named tuple: ``tuple(event)`` is the plain tuple the service's history cache keeps (see
+    `recpilot.serving.service.RawHistory`).
+    """
 
     item_id: str
     event_type: str
