@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,22 @@ def test_concurrent_batches_are_group_committed_and_counted_once(store: Store) -
     assert sum(s for s, _ in results) == unique
     assert sum(s + d for s, d in results) == 6 * 8 * 10
     assert store._group.batches == 6 * 8 and store._group.transactions <= 6 * 8
+
+
+def test_sqlite_checkpoints_run_in_the_background_and_stop(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'wal.db'}")
+    store.migrate()
+    wal = tmp_path / "wal.db-wal"
+    store.add_events([EventRecord(f"e{i}", "u", "i", "view", i) for i in range(2000)])
+    assert wal.stat().st_size > 0
+    store.start_checkpoints(interval_s=0.05)
+    deadline = time.monotonic() + 10
+    while store.checkpoints < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.checkpoints >= 2
+    thread = store._checkpoints
+    store.close()
+    assert thread is not None and not thread.is_alive()
+    reopened = Store(f"sqlite:///{tmp_path / 'wal.db'}")
+    assert reopened.count_events() == 2000  # checkpointed or not, every commit is there
+    reopened.close()

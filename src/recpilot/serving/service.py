@@ -513,6 +513,7 @@ class RecService:
     def start(self) -> None:
         """Migrate the store, load the model and read the catalogue."""
         version = self.store.migrate()
+        self.store.start_checkpoints()
         served = self.models.current if self.models.loaded else self.models.load()
         if not self.behaviour.loaded:
             self.behaviour.load(served.path)

@@ -342,6 +342,10 @@ def _masked(url: str) -> str:
         return "<invalid url>"
 
 
+#: WAL pages after which a SQLite commit checkpoints the log itself (see `Store`)
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+
+
 class Store:
     """Events, catalogue and impressions in one SQL database.
 
@@ -373,6 +377,31 @@ class Store:
         self.tables = Tables.build(table_prefix)
         self.engine = self._make_engine(url, sqlite_synchronous, busy_timeout_ms)
         self._group = GroupCommit(self._insert_events)
+        self._checkpoints: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
+        self.checkpoints = 0
+
+    def start_checkpoints(self, interval_s: float = 1.0) -> None:
+        """SQLite: copy the write-ahead log back into the database from a background thread
+        every ``interval_s`` (a PASSIVE checkpoint: it waits for no reader or writer), so
+        request-path commits rarely find a long log to checkpoint themselves (an fsync of the
+        database while the write lock is held: 100-300 ms stalls of event posts, measured on
+        ML-1M). PostgreSQL: nothing to do."""
+        if self.dialect != "sqlite" or self._checkpoints is not None:
+            return
+        self._stop_checkpoints.clear()
+
+        def run() -> None:
+            while not self._stop_checkpoints.wait(interval_s):
+                try:
+                    with self.engine.connect() as conn:
+                        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                    self.checkpoints += 1
+                except Exception:  # a busy or closed database: the next round tries again
+                    logger.debug("WAL checkpoint skipped", exc_info=True)
+
+        self._checkpoints = threading.Thread(target=run, name="recpilot-wal", daemon=True)
+        self._checkpoints.start()
 
     # -- connection ----------------------------------------------------------------------------
     @staticmethod
@@ -401,6 +430,10 @@ class Store:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute(f"PRAGMA synchronous={synchronous}")
                 cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+                # a commit that finds the WAL over this many pages copies it back into the
+                # database first (with FULL: fsyncs) while holding the write lock; 10,000 pages
+                # (40 MB) leaves that to `Store.start_checkpoints` in a server
+                cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
                 cur.close()
 
             return engine
@@ -426,7 +459,11 @@ class Store:
         return sqlite_insert(table)
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Stop the checkpoint thread and release every pooled connection."""
+        if self._checkpoints is not None:
+            self._stop_checkpoints.set()
+            self._checkpoints.join(timeout=10)
+            self._checkpoints = None
         self.engine.dispose()
 
     def __repr__(self) -> str:
