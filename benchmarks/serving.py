@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -39,7 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +213,19 @@ def time_calls(name: str, n: int, call: Callable[[int], Any]) -> Timing:
     return Timing(name, latencies, time.perf_counter() - start)
 
 
+@contextmanager
+def no_gc_pauses() -> Iterator[None]:
+    """The load generator's own garbage collector off while it measures: this process holds
+    the datasets, and a full collection of it (hundreds of milliseconds) would delay every
+    request due meanwhile and count as server latency."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 # -- a lean HTTP/1.1 keep-alive client (httpx costs more CPU per request than the server) --------
 class Connection:
     """One keep-alive HTTP/1.1 connection over asyncio streams (Content-Length bodies only)."""
@@ -269,7 +284,8 @@ async def closed_loop(
             conn.close()
 
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    with no_gc_pauses():
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
     return Timing(f"closed loop ×{concurrency}", latencies, time.perf_counter() - start, errors)
 
 
@@ -307,7 +323,8 @@ async def open_loop(
 
     jobs = [one(start + i / rate, *r, latencies) for i, r in enumerate(requests)]
     jobs += [one(start + (i - 0.5) / rate, *r, before_ms) for i, r in (before or {}).items()]
-    await asyncio.gather(*jobs)
+    with no_gc_pauses():
+        await asyncio.gather(*jobs)
     wall = time.perf_counter() - start
     while not idle.empty():
         idle.get_nowait().close()
