@@ -45,7 +45,14 @@ from recpilot.serving.ann import IndexParams
 from recpilot.serving.retrieval import Retriever
 from recpilot.serving.service import RecService
 from recpilot.serving.store import EventRecord, Store
-from serving import free_port, open_loop, start_server, time_calls, wait_healthy
+from serving import (
+    events_before,
+    free_port,
+    open_loop,
+    start_server,
+    time_calls,
+    wait_healthy,
+)
 
 logger = logging.getLogger("benchmarks.ann_1m")
 TARGET_P99_MS = 50.0
@@ -311,21 +318,11 @@ def main() -> None:
                 n = int(rate * args.open_seconds)
                 users_n = [rng.choice(chosen) for _ in range(n)]
                 reqs = [("GET", f"/users/{u}/recommendations?k=10", None) for u in users_n]
-                fresh: dict[int, tuple[str, str, bytes | None]] = {}
-                if reuse:
-                    for i, u in enumerate(users_n):
-                        if rng.random() < args.event_share:
-                            body = {
-                                "events": [
-                                    {
-                                        "event_id": f"mixed{rate}-{i}",
-                                        "user_id": u,
-                                        "item_id": rng.choice(item_ids),
-                                        "event_type": "view",
-                                    }
-                                ]
-                            }
-                            fresh[i] = ("POST", "/events", json.dumps(body).encode())
+                fresh = (
+                    events_before(reqs, item_ids, args.event_share, rng, f"mixed{rate}-")
+                    if reuse
+                    else {}
+                )
                 timing = asyncio.run(open_loop(port, reqs, rate, before=fresh or None))
                 row = {**timing.row(), "reuse": reuse, "events_before": len(fresh)}
                 http.append(row)

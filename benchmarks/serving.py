@@ -338,6 +338,29 @@ async def open_loop(
     return timing
 
 
+def events_before(
+    requests: list[tuple[str, str, bytes | None]],
+    item_ids: list[str],
+    share: float,
+    rng: random.Random,
+    tag: str,
+) -> dict[int, tuple[str, str, bytes | None]]:
+    """For about ``share`` of the ``GET /users/{id}/recommendations`` requests, a
+    ``POST /events`` of that user (one view of a random item) to send just before it (the
+    ``before`` of `open_loop`): their history, and what the service keeps per user, change."""
+    fresh: dict[int, tuple[str, str, bytes | None]] = {}
+    for i, (_, path, _) in enumerate(requests):
+        if rng.random() < share:
+            event = {
+                "event_id": f"{tag}{i}",
+                "user_id": path.split("/")[2],
+                "item_id": rng.choice(item_ids),
+                "event_type": "view",
+            }
+            fresh[i] = ("POST", "/events", json.dumps({"events": [event]}).encode())
+    return fresh
+
+
 # -- the server ------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
@@ -602,17 +625,7 @@ def run_http(
         # so their history (and score row) must be read and computed afresh
         mixed = recs(n_open)
         catalogue_ids = sorted({e.item_id for e in history_events})
-        fresh: dict[int, tuple[str, str, bytes | None]] = {}
-        for i, (_, path, _) in enumerate(mixed):
-            if rng.random() < args.event_share:
-                user = path.split("/")[2]
-                event = {
-                    "event_id": f"mixed{i}",
-                    "user_id": user,
-                    "item_id": rng.choice(catalogue_ids),
-                    "event_type": "view",
-                }
-                fresh[i] = ("POST", "/events", json.dumps({"events": [event]}).encode())
+        fresh = events_before(mixed, catalogue_ids, args.event_share, rng, "mixed")
         out["open_mixed"] = asyncio.run(open_loop(port, mixed, args.rate, before=fresh)).row()
         # the server's own view of the same requests (its middleware keeps the last 2,048)
         stats = httpx.get(f"{url}/ui/api/stats", timeout=10).json()
@@ -636,7 +649,6 @@ def run_http(
         ]
         out["anonymous"] = asyncio.run(closed_loop(port, anon, 1)).row()
         if "predict" in inproc:
-            catalogue_ids = sorted({e.item_id for e in history_events})
             bodies = [
                 (
                     "POST",

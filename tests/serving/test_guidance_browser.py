@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from recpilot.serving.app import create_app
 from recpilot.serving.service import RecService
-from recpilot.serving.store import EventRecord
 
-from .conftest import ITEMS_PER_BLOCK, N_BLOCKS, WRITE_KEY, item, make_settings
-from .test_ui_browser import CHROMIUM, CHROMIUM_ARGS, ServerThread, pytestmark, sync_api
+from .conftest import WRITE_KEY, make_settings
+from .test_ui_browser import CHROMIUM, CHROMIUM_ARGS, pytestmark, serve_ui, sync_api
 
 __all__ = ["pytestmark"]
 
@@ -31,20 +29,8 @@ def served(tmp_path: Path, artifact: Path) -> Iterator[tuple[RecService, str]]:
     policies = tmp_path / "policies.yaml"
     policies.write_text(POLICIES)
     settings = make_settings(artifact, f"sqlite:///{tmp_path / 'ui.db'}", policies=policies)
-    service = RecService.open(settings)
-    service.put_items(
-        [
-            (item(b, j), True, {"title": f"Gadget {b}-{j}", "category": f"block{b}"})
-            for b in range(N_BLOCKS)
-            for j in range(ITEMS_PER_BLOCK)
-        ]
-    )
-    service.ingest([EventRecord("seed-1", "alice", item(0, 0), "view", 1_700_000_000_000)])
-    try:
-        with ServerThread(create_app(settings, service)) as server:
-            yield service, server.url
-    finally:
-        service.close()
+    with serve_ui(settings) as served:
+        yield served
 
 
 def test_choosing_a_policy_re_ranks_and_names_the_stage(served: tuple[RecService, str]) -> None:

@@ -14,11 +14,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from recpilot.config import ServiceSettings
 from recpilot.serving.app import create_app
 from recpilot.serving.service import RecService
 from recpilot.serving.store import EventRecord
@@ -99,7 +101,14 @@ def served(tmp_path: Path, artifact: Path) -> Iterator[tuple[RecService, str]]:
     (model_dir / "metrics.json").write_text(
         json.dumps({"metrics": {"NDCG@10": 0.4321, "HR@10": 0.625}})
     )
-    settings = make_settings(model_dir, f"sqlite:///{tmp_path / 'ui.db'}")
+    with serve_ui(make_settings(model_dir, f"sqlite:///{tmp_path / 'ui.db'}")) as served:
+        yield served
+
+
+@contextmanager
+def serve_ui(settings: ServiceSettings) -> Iterator[tuple[RecService, str]]:
+    """A started service behind uvicorn: titled, categorised catalogue, one user (alice) with
+    one view."""
     service = RecService.open(settings)
     service.put_items(
         [

@@ -33,9 +33,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from recpilot.content.encoder import ItemEncoder
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 POPULAR = "popular now"
 #: The policy name reported for a policy given with the request rather than by name.
@@ -161,12 +162,15 @@ class HistoryCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def _live(self, entry: tuple[float, RawHistory] | None) -> bool:
+        return entry is not None and (
+            self.ttl_seconds is None or time.monotonic() - entry[0] < self.ttl_seconds
+        )
+
     def get(self, user_id: str) -> RawHistory | None:
         with self._lock:
             entry = self._entries.get(user_id)
-            if entry is not None and (
-                self.ttl_seconds is None or time.monotonic() - entry[0] < self.ttl_seconds
-            ):
+            if entry is not None and self._live(entry):
                 self._entries.move_to_end(user_id)
                 self.hits += 1
                 return entry[1]
@@ -178,10 +182,7 @@ class HistoryCache:
     def contains(self, user_id: str) -> bool:
         """Whether `get` would answer from the cache now (no hit or miss counted)."""
         with self._lock:
-            entry = self._entries.get(user_id)
-            return entry is not None and (
-                self.ttl_seconds is None or time.monotonic() - entry[0] < self.ttl_seconds
-            )
+            return self._live(self._entries.get(user_id))
 
     def token(self) -> int:
         with self._lock:
@@ -604,14 +605,14 @@ class RecService:
         if cached is not None:
             return cached
         token = self.cache.token()
-        raw = tuple(
-            tuple(e)
+        raw: RawHistory = tuple(
+            (e.item_id, e.event_type, e.timestamp)
             for e in self.store.user_history(
                 user_id, self.settings.history_limit, self.settings.history_event_types
             )
         )
-        self.cache.put(user_id, raw, token)  # type: ignore[arg-type]
-        return raw  # type: ignore[return-value]
+        self.cache.put(user_id, raw, token)
+        return raw
 
     # -- users -------------------------------------------------------------------------------------
     def erase_user(self, user_id: str) -> dict[str, int]:
@@ -990,17 +991,12 @@ class RecService:
         retriever = self._retriever(served)
         if retriever is not None:  # a large catalogue: ANN candidates, then exact scores
             blocked = view.blocked(category, hist if exclude_seen else None)
-            found = None
-            if user_key is not None:
-                found = self.user_scores.get(user_key[0], served.model, user_key[1])
-            if not isinstance(found, Candidates):
-                found = retriever.candidates_of(hist, k)
-                if user_key is not None:
-                    self.user_scores.put(user_key[0], served.model, user_key[1], found)
+            found = self._per_user(
+                served, user_key, Candidates, lambda: retriever.candidates_of(hist, k)
+            )
             rec_idx, rec_scores = retriever.recommend(hist, k, blocked, found)
         else:
-            types = [e.event_type for e, _ in known]
-            scores = self._scores(served, hist, user_key, types)
+            scores = self._scores(served, known, user_key)
             ids, scores = top_k(
                 scores[None], k, exclude=[hist] if exclude_seen else None, candidates=candidates
             )
@@ -1013,21 +1009,38 @@ class RecService:
     def _scores(
         self,
         served: ServedModel,
-        hist: np.ndarray,
+        known: list[tuple[HistoryEvent, int]],
         user_key: tuple[str, object] | None,
-        event_types: list[str] | None = None,
     ) -> np.ndarray:
-        """``(I,)`` model scores of a history (and its events' types, read by sequence models
-        trained with them); reused while a stored history is unchanged."""
+        """``(I,)`` model scores of a history (items and event types; sequence models trained
+        with types read them); reused while a stored history is unchanged."""
+
+        def compute() -> np.ndarray:
+            query = Query.from_histories(
+                [np.asarray([i for _, i in known], dtype=np.int64)],
+                event_types=[[e.event_type for e, _ in known]],
+            )
+            return served.model.score(query)[0]
+
+        return self._per_user(served, user_key, np.ndarray, compute)
+
+    def _per_user(
+        self,
+        served: ServedModel,
+        user_key: tuple[str, object] | None,
+        kind: type[T],
+        compute: Callable[[], T],
+    ) -> T:
+        """What `UserScores` keeps for this user's unchanged history under the served model
+        (a score row, or ANN candidates: ``kind``), else ``compute()``, kept for next time."""
         if user_key is not None:
-            row = self.user_scores.get(user_key[0], served.model, user_key[1])
-            if isinstance(row, np.ndarray):
-                return row
-        types = None if event_types is None else [event_types]
-        row = served.model.score(Query.from_histories([hist], event_types=types))[0]
+            kept = self.user_scores.get(user_key[0], served.model, user_key[1])
+            if isinstance(kept, kind):
+                return kept
+        value = compute()
         if user_key is not None:
-            self.user_scores.put(user_key[0], served.model, user_key[1], row)
-        return row
+            self.user_scores.put(user_key[0], served.model, user_key[1], value)
+        return value
 
     def _retriever(self, served: ServedModel) -> Retriever | None:
         """The served model's ANN retriever when `ServiceSettings.ann` asks for one (built
@@ -1128,8 +1141,7 @@ class RecService:
         space = self._item_space(served, view, snap)
         pipeline = self._pipeline(served, view, name, policy, space)
         hist = np.asarray([i for _, i in known], dtype=np.int64)
-        types = [e.event_type for e, _ in known]
-        scores = self._scores(served, hist, user_key, types).copy()  # the stages may write to it
+        scores = self._scores(served, known, user_key).copy()  # the stages may write to it
         blocked = view.blocked(category, hist if exclude_seen else None)
         # seeded by the request id: a logged list can be reproduced from its id
         rng = np.random.default_rng(int(request_id[:16], 16))

@@ -19,6 +19,7 @@ default, so an answered write survives a crash of the process and of the machine
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -806,7 +807,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.exec_driver_sql(self._impression_sql, rows)
 
-    @property
+    @functools.cached_property
     def _impression_sql(self) -> str:
         columns = (
             "request_id",
