@@ -726,7 +726,8 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
     lines = [
         "## Serving (issue 4): recommendation latency and event ingestion",
         "",
-        f"Run {today()} with `python benchmarks/serving.py` (commit {git_commit()}), "
+        f"Run {today()} with `{' '.join(['python benchmarks/serving.py', *sys.argv[1:]])}` "
+        f"(commit {git_commit()}), "
         f"{seconds / 60:.1f} min in all. Machine: {machine()}. Versions: {versions()}. "
         f"Seed {args.seed}. Load average (1 min) at the start {args.load_start:.1f}, at the end "
         f"{os.getloadavg()[0]:.1f}"
